@@ -1,0 +1,57 @@
+"""Turns Settings into JupyterHub configuration; jupyterhub_config.py calls `configure` and nothing else."""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+from hub.settings import Settings, SettingsError
+
+
+def configure(c: Config, settings: Settings) -> None:
+    """Apply `settings` to the JupyterHub config object `c`."""
+    missing = [
+        name
+        for name, value in (
+            ("EC2HUB_AMI_ID", settings.ami_id),
+            ("EC2HUB_SUBNET_IDS", settings.subnet_ids),
+            ("EC2HUB_SECURITY_GROUP_IDS", settings.security_group_ids),
+        )
+        if not value
+    ]
+    if missing:
+        raise SettingsError(
+            f"{', '.join(missing)} not set: run the platform with `make up` (local cloud) or export"
+            " the outputs of `terraform apply`"
+        )
+    hub_dir = settings.state_dir / "hub"
+    hub_dir.mkdir(parents=True, exist_ok=True)
+
+    c.JupyterHub.bind_url = settings.url
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
+    if settings.hub_connect_url:
+        c.JupyterHub.hub_connect_url = settings.hub_connect_url
+    c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(hub_dir / "jupyterhub_cookie_secret")
+    # Instances outlive a hub restart: a restart must not stop every user's server.
+    c.JupyterHub.cleanup_servers = False
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.command = list(settings.proxy_command)
+    c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "proxy.pid")
+
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.Authenticator.admin_users = {settings.admin_user}
+    c.Authenticator.allow_all = True
+    c.SharedPasswordAuthenticator.admin_password = settings.admin_password
+    c.SharedPasswordAuthenticator.user_password = settings.user_password
+
+    c.JupyterHub.spawner_class = "ec2"
+    c.EC2Spawner.region = settings.aws_region
+    c.EC2Spawner.endpoint_url = settings.aws_endpoint_url
+    c.EC2Spawner.image_id = settings.ami_id
+    c.EC2Spawner.subnet_ids = list(settings.subnet_ids)
+    c.EC2Spawner.security_group_ids = list(settings.security_group_ids)
+    c.EC2Spawner.instance_type = settings.instance_type
+    c.EC2Spawner.hub_id = settings.hub_id
+    c.EC2Spawner.stop_behaviour = settings.stop_behaviour
+    if settings.bucket:
+        c.EC2Spawner.environment = {"EC2HUB_BUCKET": settings.bucket}

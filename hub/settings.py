@@ -1,0 +1,131 @@
+"""The platform's settings: one object, read once from EC2HUB_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# SharedPasswordAuthenticator refuses admin passwords shorter than this.
+ADMIN_PASSWORD_MIN_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"{name}={raw!r} is not a port number (1-65535)")
+    return port
+
+
+def read_or_create_secret(path: Path, *, length: int = 24) -> str:
+    """Return the secret stored in `path`, creating it (mode 0600) on first use.
+
+    Generated passwords live in the state folder so that every start of the platform
+    signs in with the same one; they are never written to the repository or a log.
+    """
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(length)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hub needs to know about where it runs.
+
+    Production (Terraform) and the local cloud set the same variables; only the
+    endpoint URL and the credentials differ between them.
+    """
+
+    state_dir: Path
+    port: int = 8000
+    bind_ip: str = "127.0.0.1"
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    hub_connect_url: str = ""
+    admin_user: str = "admin"
+    admin_password: str = ""
+    user_password: str = ""
+    hub_id: str = "ec2hub"
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str = ""
+    ami_id: str = ""
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    bucket: str = ""
+    instance_type: str = "t3.medium"
+    stop_behaviour: str = "stop"
+    proxy_command: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        state_dir = Path(env.get("EC2HUB_STATE_DIR") or REPO_ROOT / "state").resolve()
+        secrets_dir = state_dir / "secrets"
+        admin_password = env.get("EC2HUB_ADMIN_PASSWORD") or read_or_create_secret(
+            secrets_dir / "admin-password", length=ADMIN_PASSWORD_MIN_LENGTH
+        )
+        if len(admin_password) < ADMIN_PASSWORD_MIN_LENGTH:
+            raise SettingsError(
+                f"EC2HUB_ADMIN_PASSWORD must be at least {ADMIN_PASSWORD_MIN_LENGTH} characters"
+                " (unset it to have one generated)"
+            )
+        user_password = env.get("EC2HUB_USER_PASSWORD") or read_or_create_secret(
+            secrets_dir / "user-password", length=12
+        )
+        stop_behaviour = env.get("EC2HUB_STOP_BEHAVIOUR", "stop")
+        if stop_behaviour not in ("stop", "terminate"):
+            raise SettingsError(
+                f"EC2HUB_STOP_BEHAVIOUR={stop_behaviour!r}: use 'stop' (keep the disk) or 'terminate'"
+            )
+        local_proxy = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+        proxy_command = _split(env.get("EC2HUB_PROXY_COMMAND", "")) or (
+            (str(local_proxy),) if local_proxy.exists() else ("configurable-http-proxy",)
+        )
+        return cls(
+            state_dir=state_dir,
+            port=_port(env, "EC2HUB_PORT", 8000),
+            bind_ip=env.get("EC2HUB_BIND_IP", "127.0.0.1"),
+            hub_port=_port(env, "EC2HUB_HUB_PORT", 8081),
+            proxy_api_port=_port(env, "EC2HUB_PROXY_API_PORT", 8001),
+            hub_connect_url=env.get("EC2HUB_HUB_CONNECT_URL", ""),
+            admin_user=env.get("EC2HUB_ADMIN_USER", "admin"),
+            admin_password=admin_password,
+            user_password=user_password,
+            hub_id=env.get("EC2HUB_HUB_ID", "ec2hub"),
+            aws_region=env.get("EC2HUB_AWS_REGION", "us-east-1"),
+            aws_endpoint_url=env.get("EC2HUB_AWS_ENDPOINT_URL", ""),
+            ami_id=env.get("EC2HUB_AMI_ID", ""),
+            subnet_ids=_split(env.get("EC2HUB_SUBNET_IDS", "")),
+            security_group_ids=_split(env.get("EC2HUB_SECURITY_GROUP_IDS", "")),
+            bucket=env.get("EC2HUB_BUCKET", ""),
+            instance_type=env.get("EC2HUB_INSTANCE_TYPE", "t3.medium"),
+            stop_behaviour=stop_behaviour,
+            proxy_command=proxy_command,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.bind_ip}:{self.port}"

@@ -1,0 +1,315 @@
+"""The instance runtime: boots each EC2 instance as a process group on its private IP, with a disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from moto.backends import get_backend
+from moto.core.types import Base64EncodedString
+from moto.ec2.models.instances import Instance
+from moto.ec2.responses.general import General
+
+from localcloud.metadata import MetadataServer, decode_user_data
+
+log = logging.getLogger("localcloud.runtime")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP_DIR = REPO_ROOT / "images" / "bootstrap"
+
+# EC2's console output is the last 64 KiB.
+CONSOLE_LIMIT = 64 * 1024
+
+_STATE_CODES = {
+    "pending": 0,
+    "running": 16,
+    "shutting-down": 32,
+    "terminated": 48,
+    "stopping": 64,
+    "stopped": 80,
+}
+
+
+def set_state(instance: Instance, name: str) -> None:
+    instance._state.name = name
+    instance._state.code = _STATE_CODES[name]
+
+
+def all_instances() -> list[Instance]:
+    found = []
+    for account_backend in list(get_backend("ec2").values()):
+        for region_backend in list(account_backend.values()):
+            for reservation in list(region_backend.reservations.values()):
+                found.extend(reservation.instances)
+    return found
+
+
+class Booted:
+    """What runs for one instance: its user-data process group and its metadata service."""
+
+    def __init__(self, process: subprocess.Popen | None, metadata: MetadataServer) -> None:
+        self.process = process
+        self.metadata = metadata
+        self.exit_reported = False
+
+
+class InstanceRuntime:
+    """Follows EC2's view of every instance and makes the processes match it.
+
+    moto switches instance states at once; here, as on EC2, an instance is "pending" until it
+    has booted and "stopping" until its processes are gone.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        aws_endpoint_url: str,
+        imds_port: int,
+        ami_bin: Path,
+        gate,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.instances_dir = state_dir / "instances"
+        self.aws_endpoint_url = aws_endpoint_url
+        self.imds_port = imds_port
+        self.ami_bin = ami_bin
+        self.gate = gate
+        self.poll_interval = poll_interval
+        self._booted: dict[str, Booted] = {}
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._workers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="instance")
+        self._thread: threading.Thread | None = None
+
+    # -- hooks into moto ----------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Make moto's instances move through pending/stopping/shutting-down, and its console real."""
+        runtime = self
+        original_init = Instance.__init__
+
+        def __init__(instance, *args, **kwargs):
+            original_init(instance, *args, **kwargs)
+            set_state(instance, "pending")
+            runtime._wake.set()
+
+        def lands_in(state, original):
+            def transition(instance):
+                previous = original(instance)
+                set_state(instance, state)
+                runtime._wake.set()
+                return previous
+
+            return transition
+
+        def get_console_output(response):
+            instance_id = response._get_param("InstanceId")
+            response.ec2_backend.get_instance(instance_id)  # NotFound like EC2
+            text = runtime.console_output(instance_id)
+            return _console_result(instance_id, text)
+
+        Instance.__init__ = __init__
+        Instance.start = lands_in("pending", Instance.start)
+        Instance.stop = lands_in("stopping", Instance.stop)
+        Instance.terminate = lands_in("shutting-down", Instance.terminate)
+        General.get_console_output = get_console_output
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._loop, name="instance-runtime", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("runtime pass failed")
+
+    def reconcile(self) -> None:
+        for instance in all_instances():
+            state = instance._state.name
+            booted = self._booted.get(instance.id)
+            if booted and booted.process and not booted.exit_reported:
+                code = booted.process.poll()
+                if code is not None:
+                    booted.exit_reported = True
+                    self._console_line(instance.id, f"user-data exited with status {code}")
+            with self._lock:
+                if instance.id in self._busy:
+                    continue
+                if state in ("pending", "running") and booted is None:
+                    action = self._boot
+                elif state == "stopping" or (state == "stopped" and booted):
+                    action = self._halt
+                elif state == "shutting-down" or (state == "terminated" and booted):
+                    action = self._destroy
+                else:
+                    continue
+                self._busy.add(instance.id)
+            self._workers.submit(self._run, action, instance)
+
+    def _run(self, action, instance: Instance) -> None:
+        try:
+            action(instance)
+        except Exception:
+            log.exception("%s of %s failed", action.__name__, instance.id)
+            self._console_line(instance.id, f"{action.__name__.strip('_')} failed; see localcloud log")
+        finally:
+            with self._lock:
+                self._busy.discard(instance.id)
+            self._wake.set()
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def disk(self, instance_id: str) -> Path:
+        return self.instances_dir / instance_id
+
+    def _console_line(self, instance_id: str, text: str) -> None:
+        disk = self.disk(instance_id)
+        if not disk.exists():
+            return
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with (disk / "console.log").open("a") as f:
+            f.write(f"[localcloud {stamp}] {text}\n")
+
+    def console_output(self, instance_id: str) -> str:
+        path = self.disk(instance_id) / "console.log"
+        if not path.exists():
+            return ""
+        data = path.read_bytes()[-CONSOLE_LIMIT:]
+        return data.decode("utf-8", "replace")
+
+    def _boot(self, instance: Instance) -> None:
+        disk = self.disk(instance.id)
+        home = disk / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        ip = instance.private_ip
+        self._console_line(instance.id, f"booting {instance.id} ({instance.instance_type}) at {ip}")
+        metadata = MetadataServer(instance, ip, self.imds_port)
+        metadata.start()
+        process = None
+        user_data = decode_user_data(instance.user_data)
+        if user_data.startswith(b"#!"):
+            script = disk / "user-data"
+            script.write_bytes(user_data)
+            script.chmod(0o700)
+            env = {
+                "PATH": os.pathsep.join([str(BOOTSTRAP_DIR), str(self.ami_bin), "/usr/bin", "/bin"]),
+                "HOME": str(home),
+                "LANG": "C.UTF-8",
+                # The two things only EC2 can give a process: where its metadata service and
+                # its AWS endpoints are. Everything else is what the image does on AWS.
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.url,
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            }
+            with (disk / "console.log").open("ab") as console:
+                process = subprocess.Popen(
+                    [str(script)],
+                    cwd=home,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        else:
+            self._console_line(instance.id, "no user-data script: nothing to run")
+        self._booted[instance.id] = Booted(process, metadata)
+        with self.gate.request():
+            if instance._state.name == "pending":
+                set_state(instance, "running")
+
+    def _kill(self, instance: Instance) -> None:
+        booted = self._booted.pop(instance.id, None)
+        if booted is None:
+            return
+        if booted.process is not None and booted.process.poll() is None:
+            _end_process_group(booted.process)
+            self._console_line(instance.id, f"processes of {instance.id} ended")
+        booted.metadata.stop()
+
+    def _halt(self, instance: Instance) -> None:
+        self._kill(instance)
+        with self.gate.request():
+            if instance._state.name == "stopping":
+                set_state(instance, "stopped")
+
+    def _destroy(self, instance: Instance) -> None:
+        self._kill(instance)
+        shutil.rmtree(self.disk(instance.id), ignore_errors=True)
+        with self.gate.request():
+            if instance._state.name == "shutting-down":
+                set_state(instance, "terminated")
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop every instance (keeping disks), as if the whole cloud were powered down."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+        for instance in all_instances():
+            if instance._state.name in ("pending", "running", "stopping"):
+                set_state(instance, "stopping")
+                self._halt(instance)
+            elif instance._state.name == "shutting-down":
+                self._destroy(instance)
+        self._workers.shutdown(wait=True)
+
+
+def _end_process_group(process: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM the group, SIGKILL what is left after `grace` seconds."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=grace)
+    # Children that outlived the leader are still in the group: wait until it is empty.
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(process.pid):
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _console_result(instance_id: str, text: str):
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+
+    return ActionResult(
+        {
+            "InstanceId": instance_id,
+            "Timestamp": utcnow(),
+            "Output": Base64EncodedString.from_raw_string(text),
+        }
+    )

@@ -1,0 +1,183 @@
+"""`make up`: the whole platform on the local cloud, in the foreground, until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+
+from hub.settings import REPO_ROOT, Settings
+from localcloud.provision import hub_environment
+
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0
+
+
+class StartError(RuntimeError):
+    """A part of the stack did not come up; the message says which and where its log is."""
+
+
+def _wait_until(check, timeout: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        if process.poll() is not None:
+            raise StartError(f"{what} exited with status {process.returncode} while starting")
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise StartError(f"{what} did not come up within {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def _answers(url: str) -> bool:
+    """True once `url` answers 200 (the proxy answers 404 until the hub's route is in)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _end(process: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM the process group, SIGKILL it if it is still there after `timeout` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    # Whatever the leader left in its group (the proxy, say) goes with it.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class Stack:
+    """The local cloud and the hub (with its proxy) as child processes, each in its own group.
+
+    Used by `make up` and by the end-to-end tests, so both run the platform the same way.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None, output=None) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.settings = Settings.from_env(self.env)
+        self.cloud_dir = self.settings.state_dir / "localcloud"
+        self.output = output
+        self.cloud: subprocess.Popen | None = None
+        self.hub: subprocess.Popen | None = None
+        self.outputs: dict = {}
+
+    @property
+    def hub_env(self) -> dict[str, str]:
+        return {**self.env, **hub_environment(self.outputs)}
+
+    def start_cloud(self) -> None:
+        ready = self.cloud_dir / "ready"
+        ready.unlink(missing_ok=True)
+        self.cloud = subprocess.Popen(
+            [sys.executable, "-m", "localcloud", "--state-dir", str(self.cloud_dir)],
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=self.output,
+            stderr=subprocess.STDOUT if self.output else None,
+            start_new_session=True,
+        )
+        _wait_until(ready.exists, START_TIMEOUT, "the local cloud", self.cloud)
+        self.outputs = json.loads((self.cloud_dir / "outputs.json").read_text())
+
+    def start_hub(self) -> None:
+        hub_dir = self.settings.state_dir / "hub"
+        hub_dir.mkdir(parents=True, exist_ok=True)
+        self.hub = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(REPO_ROOT / "jupyterhub_config.py")],
+            env=self.hub_env,
+            cwd=hub_dir,
+            stdout=self.output,
+            stderr=subprocess.STDOUT if self.output else None,
+            start_new_session=True,
+        )
+        _wait_until(lambda: _answers(f"{self.settings.url}/hub/api"), START_TIMEOUT, "the hub", self.hub)
+
+    def start(self) -> None:
+        try:
+            self.start_cloud()
+            self.start_hub()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop_hub(self) -> None:
+        _end(self.hub, STOP_TIMEOUT)
+
+    def stop_cloud(self) -> None:
+        _end(self.cloud, STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        # The hub first, while the cloud still answers it; then the cloud stops the instances.
+        self.stop_hub()
+        self.stop_cloud()
+
+    def wait(self, stop: threading.Event) -> str:
+        """Block until `stop` is set or a part exits; returns why."""
+        while not stop.wait(0.5):
+            for name, process in (("the hub", self.hub), ("the local cloud", self.cloud)):
+                if process is not None and process.poll() is not None:
+                    return f"{name} exited with status {process.returncode}"
+        return "stopped"
+
+
+def banner(settings: Settings, outputs: dict, env: Mapping[str, str]) -> str:
+    # A password the user chose is not echoed back; a generated one has to be shown once here.
+    admin_password = (
+        "(EC2HUB_ADMIN_PASSWORD)" if env.get("EC2HUB_ADMIN_PASSWORD") else settings.admin_password
+    )
+    user_password = "(EC2HUB_USER_PASSWORD)" if env.get("EC2HUB_USER_PASSWORD") else settings.user_password
+    return "\n".join(
+        [
+            "",
+            "ec2hub is running on the local cloud.",
+            f"  Open            {settings.url}",
+            f"  Admin           {settings.admin_user} / {admin_password}",
+            f"  Other users     any name / {user_password}",
+            f"  AWS endpoint    {outputs['aws_endpoint_url']}"
+            f" (AWS_CONFIG_FILE={outputs['config_file']}"
+            f" AWS_SHARED_CREDENTIALS_FILE={outputs['credentials_file']} AWS_PROFILE=admin)",
+            "  Stop            Ctrl-C (instances stop and keep their disks)",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = Stack()
+    try:
+        stack.start()
+    except StartError as e:
+        print(f"ec2hub: {e}", file=sys.stderr)
+        return 1
+    print(banner(stack.settings, stack.outputs, stack.env), flush=True)
+    reason = stack.wait(stop)
+    print(f"\nec2hub: {reason}; shutting down.", flush=True)
+    stack.stop()
+    return 0 if reason == "stopped" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Test helpers for the real stack: free ports, a signed-in hub client, bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import boto3
+import requests
+
+from localcloud.up import Stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_env(state_dir: Path, subnet_base: int) -> dict[str, str]:
+    """Environment of a stack of its own: own ports, own state, own subnets (so its instance
+    addresses never meet those of a `make up` running beside the tests)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EC2HUB_", "AWS_"))}
+    env.update(
+        EC2HUB_STATE_DIR=str(state_dir),
+        EC2HUB_PORT=str(free_port()),
+        EC2HUB_HUB_PORT=str(free_port()),
+        EC2HUB_PROXY_API_PORT=str(free_port()),
+        EC2HUB_AWS_PORT=str(free_port()),
+        EC2HUB_LOCAL_SUBNETS=f"127.0.{subnet_base}.0/24,127.0.{subnet_base + 1}.0/24",
+    )
+    return env
+
+
+def wait_for(check, timeout: float, what: str):
+    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+class HubClient:
+    """A browser-like session: signs in through the login form, calls the REST API with its cookie."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def login(self, username: str, password: str) -> requests.Response:
+        self.session.get(f"{self.base_url}/hub/login", timeout=10)
+        return self.session.post(
+            f"{self.base_url}/hub/login",
+            data={"username": username, "password": password, "_xsrf": self.session.cookies["_xsrf"]},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", "")}
+        return self.session.request(
+            method, f"{self.base_url}/hub/api{path}", headers=headers, timeout=30, **kwargs
+        )
+
+    def server(self, user: str, name: str = "") -> dict | None:
+        response = self.api("GET", f"/users/{user}")
+        response.raise_for_status()
+        return response.json()["servers"].get(name)
+
+    def start(self, user: str) -> None:
+        response = self.api("POST", f"/users/{user}/server")
+        assert response.status_code in (201, 202), response.text
+
+    def wait_ready(self, user: str, timeout: float = 90) -> dict:
+        def ready():
+            server = self.server(user)
+            return server if server and server["ready"] else None
+
+        return wait_for(ready, timeout, f"{user}'s server to be ready")
+
+    def stop(self, user: str, timeout: float = 90) -> None:
+        response = self.api("DELETE", f"/users/{user}/server")
+        assert response.status_code in (202, 204), response.text
+        wait_for(lambda: self.server(user) is None, timeout, f"{user}'s server to stop")
+
+    def token(self, user: str) -> str:
+        response = self.api("POST", f"/users/{user}/tokens", json={"note": "e2e", "expires_in": 3600})
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def user_api(self, user: str, token: str, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(
+            method,
+            f"{self.base_url}/user/{user}/api{path}",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+            **kwargs,
+        )
+
+
+def aws_client(stack: Stack, service: str, profile: str = "admin"):
+    keys = {}
+    section = None
+    for line in Path(stack.outputs["credentials_file"]).read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == profile and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            keys[key] = value
+    return boto3.client(
+        service,
+        region_name=stack.outputs["aws_region"],
+        endpoint_url=stack.outputs["aws_endpoint_url"],
+        aws_access_key_id=keys["aws_access_key_id"],
+        aws_secret_access_key=keys["aws_secret_access_key"],
+    )
+
+
+def instances_of(ec2, user: str) -> list[dict]:
+    response = ec2.describe_instances(Filters=[{"Name": "tag:ec2hub:user", "Values": [user]}])
+    return [i for r in response["Reservations"] for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+
+
+def processes_under(path: Path) -> list[int]:
+    """PIDs of processes whose working directory is inside `path` (an instance's disk)."""
+    found = []
+    root = str(path.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + "/"):
+            found.append(int(entry.name))
+    return found
+
+
+def audit_entries(stack: Stack) -> list[dict]:
+    path = stack.cloud_dir / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line]

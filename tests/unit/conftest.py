@@ -1,0 +1,66 @@
+"""Fixtures for unit tests: an in-process moto account and a spawner wired to it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from jupyterhub.objects import Hub
+from moto import mock_aws
+
+from localcloud import motofixes
+from spawner import EC2Spawner, aws
+
+# The same moto as the local cloud's: AWS's behaviour where moto differs.
+motofixes.apply()
+
+
+@pytest.fixture
+def account(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        aws.ec2_client.cache_clear()
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=zone)["Subnet"][
+                "SubnetId"
+            ]
+            for i, zone in enumerate(["us-east-1a", "us-east-1b"])
+        ]
+        group = ec2.create_security_group(GroupName="users", Description="users", VpcId=vpc)["GroupId"]
+        image = ec2.register_image(Name="ec2hub-user", RootDeviceName="/dev/xvda")["ImageId"]
+        yield SimpleNamespace(ec2=ec2, subnets=subnets, group=group, image=image)
+        aws.ec2_client.cache_clear()
+
+
+def make_spawner(account, cls=EC2Spawner, user="alice", **config) -> EC2Spawner:
+    settings = {
+        "image_id": account.image,
+        "subnet_ids": account.subnets,
+        "security_group_ids": [account.group],
+        "hub_id": "unit-hub",
+        "aws_poll_max_interval": 0.01,
+        "start_timeout": 10,
+        "stop_timeout": 10,
+    }
+    settings.update(config)
+    spawner = cls(
+        user=SimpleNamespace(name=user, escaped_name=user, url=f"/user/{user}/"),
+        hub=Hub(ip="127.0.0.1", port=8081, base_url="/hub/"),
+        **settings,
+    )
+    spawner.api_token = "a" * 32
+    return spawner
+
+
+@pytest.fixture
+def spawner(account):
+    return make_spawner(account)

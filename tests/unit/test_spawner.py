@@ -1,0 +1,190 @@
+"""EC2Spawner's lifecycle against in-process moto: launch, resume, poll, stop, failures."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from botocore.exceptions import ClientError
+from jupyterhub.spawner import SpawnException
+
+from spawner import EC2Spawner
+from tests.unit.conftest import make_spawner
+
+
+def the_instance(account, instance_id: str) -> dict:
+    response = account.ec2.describe_instances(InstanceIds=[instance_id])
+    return response["Reservations"][0]["Instances"][0]
+
+
+def user_data_of(account, instance_id: str) -> str:
+    value = account.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    return base64.b64decode(value["UserData"]["Value"]).decode()
+
+
+def aws_error(code: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": f"{code} (test)"}}, operation)
+
+
+async def test_start_launches_a_tagged_imdsv2_instance_and_returns_its_address(account, spawner):
+    url = await spawner.start()
+    instance = the_instance(account, spawner.instance_id)
+    assert url == f"http://{instance['PrivateIpAddress']}:8888"
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["SubnetId"] == account.subnets[0]
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert tags["ec2hub:hub"] == "unit-hub"
+    assert tags["ec2hub:user"] == "alice"
+    assert tags["ec2hub:server"] == "/"
+    assert tags["Name"] == "ec2hub-alice"
+    script = user_data_of(account, spawner.instance_id)
+    assert script.startswith("#!/bin/sh\n")
+    assert "export JUPYTERHUB_USER=alice" in script
+    assert script.rstrip().endswith("exec ec2hub-bootstrap")
+    assert "AWS_SECRET_ACCESS_KEY" not in script and "PATH=" not in script
+
+
+async def test_state_round_trips_and_clears(account, spawner):
+    await spawner.start()
+    state = spawner.get_state()
+    assert state == {"version": 1, "instance_id": spawner.instance_id}
+
+    restored = make_spawner(account)
+    restored.load_state(state)
+    assert restored.instance_id == spawner.instance_id
+    assert await restored.poll() is None
+
+    restored.clear_state()
+    assert restored.instance_id == ""
+    assert "instance_id" not in restored.get_state()
+
+
+async def test_poll_follows_the_spawner_contract(account, spawner):
+    assert await spawner.poll() == 0, "no instance: not running"
+    await spawner.start()
+    assert await spawner.poll() is None, "running: None"
+    account.ec2.stop_instances(InstanceIds=[spawner.instance_id])
+    assert await spawner.poll() == 0, "stopped: an exit status"
+    account.ec2.terminate_instances(InstanceIds=[spawner.instance_id])
+    assert await spawner.poll() == 0, "terminated: an exit status"
+    spawner.instance_id = "i-0123456789abcdef0"
+    assert await spawner.poll() == 0, "unknown to EC2: an exit status"
+
+
+async def test_stop_keeps_the_instance_and_the_next_start_resumes_it(account, spawner):
+    await spawner.start()
+    first_id = spawner.instance_id
+    first_script = user_data_of(account, first_id)
+    await spawner.stop()
+    assert the_instance(account, first_id)["State"]["Name"] == "stopped"
+    spawner.clear_state()  # what the hub does after a stop
+
+    spawner.api_token = "b" * 32
+    await spawner.start()
+    assert spawner.instance_id == first_id
+    assert the_instance(account, first_id)["State"]["Name"] == "running"
+    second_script = user_data_of(account, first_id)
+    assert second_script != first_script, "the new start's settings reach the instance"
+    assert "b" * 32 in second_script
+
+
+async def test_stop_finds_a_half_created_instance_by_its_tags(account, spawner):
+    # A start that was interrupted after RunInstances: the hub never saved the instance id.
+    await spawner.start()
+    orphan_id = spawner.instance_id
+    fresh = make_spawner(account)
+    assert fresh.instance_id == ""
+    await fresh.stop()
+    assert the_instance(account, orphan_id)["State"]["Name"] == "stopped"
+
+
+async def test_stop_with_terminate_behaviour_removes_the_instance(account):
+    spawner = make_spawner(account, stop_behaviour="terminate")
+    await spawner.start()
+    await spawner.stop()
+    assert the_instance(account, spawner.instance_id)["State"]["Name"] == "terminated"
+
+
+async def test_stop_of_nothing_and_of_a_vanished_instance_succeeds(account, spawner):
+    await spawner.stop()
+    spawner.instance_id = "i-0123456789abcdef0"
+    await spawner.stop()
+
+
+async def test_progress_rises_to_running(account, spawner):
+    await spawner.start()
+    events = [event async for event in spawner.progress()]
+    percentages = [event["progress"] for event in events]
+    assert percentages == sorted(percentages)
+    assert percentages[-1] == 70
+    assert "running" in events[-1]["message"]
+
+
+class NoCapacityIn(EC2Spawner):
+    """EC2 answers InsufficientInstanceCapacity for launches in the listed subnets."""
+
+    full_subnets: tuple[str, ...] = ()
+
+    async def _call(self, operation, **kwargs):
+        if operation == "run_instances" and kwargs.get("SubnetId") in self.full_subnets:
+            raise aws_error("InsufficientInstanceCapacity", "RunInstances")
+        return await super()._call(operation, **kwargs)
+
+
+async def test_capacity_error_tries_the_next_availability_zone(account):
+    spawner = make_spawner(account, cls=NoCapacityIn)
+    spawner.full_subnets = (account.subnets[0],)
+    await spawner.start()
+    assert the_instance(account, spawner.instance_id)["SubnetId"] == account.subnets[1]
+
+
+async def test_no_capacity_anywhere_is_explained_to_the_user(account):
+    spawner = make_spawner(account, cls=NoCapacityIn, instance_type="p3.2xlarge")
+    spawner.full_subnets = tuple(account.subnets)
+    with pytest.raises(SpawnException) as failure:
+        await spawner.start()
+    message = failure.value.message
+    assert "no p3.2xlarge capacity" in message
+    assert "pick another size" in message
+    assert account.ec2.describe_instances()["Reservations"] == []
+
+
+class Unauthorized(EC2Spawner):
+    async def _call(self, operation, **kwargs):
+        if operation == "run_instances":
+            raise aws_error("UnauthorizedOperation", "RunInstances")
+        return await super()._call(operation, **kwargs)
+
+
+async def test_aws_refusal_becomes_a_message_a_user_can_act_on(account):
+    spawner = make_spawner(account, cls=Unauthorized)
+    with pytest.raises(SpawnException) as failure:
+        await spawner.start()
+    assert "administrator" in failure.value.message
+    assert "IAM policy" in failure.value.message
+    assert "UnauthorizedOperation" not in failure.value.message
+
+
+class NeverRunning(EC2Spawner):
+    """The instance launches but never reaches running within the start timeout."""
+
+    async def _wait_for_state(self, instance_id, states, limit):
+        if "running" in states:
+            raise TimeoutError(f"instance {instance_id} did not reach running in {limit}s")
+        return await super()._wait_for_state(instance_id, states, limit)
+
+
+async def test_a_start_that_times_out_stops_its_instance(account):
+    spawner = make_spawner(account, cls=NeverRunning)
+    with pytest.raises(SpawnException) as failure:
+        await spawner.start()
+    assert failure.value.reason == "timeout"
+    assert "did not start in time" in failure.value.message
+    assert the_instance(account, spawner.instance_id)["State"]["Name"] == "stopped"
+
+
+async def test_no_subnets_is_a_configuration_message(account):
+    spawner = make_spawner(account, subnet_ids=[])
+    with pytest.raises(SpawnException) as failure:
+        await spawner.start()
+    assert "c.EC2Spawner.subnet_ids" in failure.value.message
