@@ -15,6 +15,8 @@ def configure(c: Config, settings: Settings) -> None:
             ("EC2HUB_AMI_ID", settings.ami_id),
             ("EC2HUB_SUBNET_IDS", settings.subnet_ids),
             ("EC2HUB_SECURITY_GROUP_IDS", settings.security_group_ids),
+            ("EC2HUB_BUCKET", settings.bucket),
+            ("EC2HUB_USER_BOUNDARY_ARN", settings.user_boundary_arn),
         )
         if not value
     ]
@@ -53,5 +55,5 @@ def configure(c: Config, settings: Settings) -> None:
     c.EC2Spawner.instance_type = settings.instance_type
     c.EC2Spawner.hub_id = settings.hub_id
     c.EC2Spawner.stop_behaviour = settings.stop_behaviour
-    if settings.bucket:
-        c.EC2Spawner.environment = {"EC2HUB_BUCKET": settings.bucket}
+    c.EC2Spawner.bucket = settings.bucket
+    c.EC2Spawner.user_boundary_arn = settings.user_boundary_arn

@@ -75,6 +75,7 @@ class Settings:
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     bucket: str = ""
+    user_boundary_arn: str = ""
     instance_type: str = "t3.medium"
     stop_behaviour: str = "stop"
     proxy_command: tuple[str, ...] = field(default_factory=tuple)
@@ -121,6 +122,7 @@ class Settings:
             subnet_ids=_split(env.get("EC2HUB_SUBNET_IDS", "")),
             security_group_ids=_split(env.get("EC2HUB_SECURITY_GROUP_IDS", "")),
             bucket=env.get("EC2HUB_BUCKET", ""),
+            user_boundary_arn=env.get("EC2HUB_USER_BOUNDARY_ARN", ""),
             instance_type=env.get("EC2HUB_INSTANCE_TYPE", "t3.medium"),
             stop_behaviour=stop_behaviour,
             proxy_command=proxy_command,

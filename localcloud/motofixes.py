@@ -61,6 +61,25 @@ def accept_modified_user_data() -> None:
     instance_responses.parse_user_data = parse_user_data
 
 
+def authorize_instance_profile_actions_on_the_profile() -> None:
+    """AddRoleToInstanceProfile and RemoveRoleFromInstanceProfile act on the instance profile on
+    AWS; moto checks them against the role named in the request instead."""
+    from moto.iam.responses import IamResponse
+
+    original = IamResponse._determine_resource
+    if getattr(original, "_ec2hub", False):
+        return
+
+    def _determine_resource(response):
+        if response._get_action() in ("AddRoleToInstanceProfile", "RemoveRoleFromInstanceProfile"):
+            return "*"
+        return original(response)
+
+    _determine_resource._ec2hub = True
+    IamResponse._determine_resource = _determine_resource
+
+
 def apply() -> None:
     skip_checks_moto_cannot_make()
     accept_modified_user_data()
+    authorize_instance_profile_actions_on_the_profile()

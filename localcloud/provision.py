@@ -18,6 +18,7 @@ ACCOUNT_ID = "123456789012"
 ADMIN_USER = "localcloud-admin"
 HUB_USER = "ec2hub-hub"
 HUB_POLICY = "ec2hub-hub"
+BOUNDARY_POLICY = "ec2hub-user-boundary"
 IMAGE_NAME = "ec2hub-user"
 ADMIN_POLICY = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -179,6 +180,7 @@ def provision(account: LocalAccount) -> dict[str, Any]:
             VirtualizationType="hvm",
         )["ImageId"]
 
+    boundary_arn = _provision_boundary(iam, account)
     _provision_hub_principal(iam, account)
 
     outputs = {
@@ -190,12 +192,39 @@ def provision(account: LocalAccount) -> dict[str, Any]:
         "security_group_ids": [group_id],
         "bucket": account.bucket,
         "ami_id": image_id,
+        "user_boundary_arn": boundary_arn,
         "hub_id": account.hub_id,
         "credentials_file": str(account.credentials_file),
         "config_file": str(account.config_file),
     }
     _write_private(account.outputs_file, json.dumps(outputs, indent=2) + "\n")
     return outputs
+
+
+def _provision_boundary(iam, account: LocalAccount) -> str:
+    """The permissions boundary of every user role, kept equal to the document in the repo."""
+    document = render_policy(
+        "user-boundary", region=account.region, account_id=ACCOUNT_ID, bucket=account.bucket
+    )
+    arn = f"arn:aws:iam::{ACCOUNT_ID}:policy/{BOUNDARY_POLICY}"
+    try:
+        policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_policy(
+            PolicyName=BOUNDARY_POLICY,
+            PolicyDocument=document,
+            Description="ec2hub: the most any user role may do",
+        )
+        return arn
+    current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
+    if json.dumps(current["PolicyVersion"]["Document"], sort_keys=True) != json.dumps(
+        json.loads(document), sort_keys=True
+    ):
+        for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+            if not version["IsDefaultVersion"]:
+                iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=document, SetAsDefault=True)
+    return arn
 
 
 def _provision_hub_principal(iam, account: LocalAccount) -> None:
@@ -209,6 +238,7 @@ def _provision_hub_principal(iam, account: LocalAccount) -> None:
         account_id=ACCOUNT_ID,
         hub_id=account.hub_id,
         bucket=account.bucket,
+        boundary_name=BOUNDARY_POLICY,
     )
     iam.put_user_policy(UserName=HUB_USER, PolicyName=HUB_POLICY, PolicyDocument=document)
     keys = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=HUB_USER)["AccessKeyMetadata"]}
@@ -228,6 +258,7 @@ def hub_environment(outputs: dict[str, Any]) -> dict[str, str]:
         "EC2HUB_SUBNET_IDS": ",".join(outputs["subnet_ids"]),
         "EC2HUB_SECURITY_GROUP_IDS": ",".join(outputs["security_group_ids"]),
         "EC2HUB_BUCKET": outputs["bucket"],
+        "EC2HUB_USER_BOUNDARY_ARN": outputs["user_boundary_arn"],
         "EC2HUB_HUB_ID": outputs["hub_id"],
         "AWS_SHARED_CREDENTIALS_FILE": outputs["credentials_file"],
         "AWS_CONFIG_FILE": outputs["config_file"],

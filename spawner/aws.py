@@ -26,17 +26,22 @@ _BOTO_CONFIG = Config(
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
 
-@functools.lru_cache(maxsize=16)
-def ec2_client(region: str, endpoint_url: str | None) -> Any:
-    """One thread-safe EC2 client per region and endpoint, using the default credential chain."""
+@functools.lru_cache(maxsize=32)
+def client(service: str, region: str, endpoint_url: str | None) -> Any:
+    """One thread-safe client per service, region and endpoint, using the default credential chain."""
     session = boto3.session.Session()
-    return session.client("ec2", region_name=region, endpoint_url=endpoint_url or None, config=_BOTO_CONFIG)
+    return session.client(service, region_name=region, endpoint_url=endpoint_url or None, config=_BOTO_CONFIG)
 
 
-async def call(client: Any, operation: str, **kwargs: Any) -> dict:
-    """Run one AWS API call in the worker pool and return its response."""
+async def run(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run blocking AWS work in the worker pool and return its result."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, functools.partial(getattr(client, operation), **kwargs))
+    return await loop.run_in_executor(_EXECUTOR, functools.partial(function, *args, **kwargs))
+
+
+async def call(aws_client: Any, operation: str, **kwargs: Any) -> dict:
+    """Run one AWS API call in the worker pool and return its response."""
+    return await run(getattr(aws_client, operation), **kwargs)
 
 
 def error_code(error: BaseException) -> str:

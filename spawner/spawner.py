@@ -13,6 +13,7 @@ from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import AnyTimeoutError, exponential_backoff
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
 
+from hub.identity import UserIdentity, UserNames
 from spawner import aws
 from spawner.userdata import render_user_data
 
@@ -107,6 +108,30 @@ class EC2Spawner(Spawner):
         Example: `c.EC2Spawner.volume_size = 100`
         """,
     )
+    bucket = Unicode(
+        "",
+        config=True,
+        help="""S3 bucket of the platform's data. Each user reaches `users/<name>/` (read/write),
+        `shared/` (read-only) and `groups/<group>/` of their hub groups, through their own IAM role.
+
+        Example: `c.EC2Spawner.bucket = "acme-ec2hub-data"`
+        """,
+    )
+    user_boundary_arn = Unicode(
+        "",
+        config=True,
+        help="""ARN of the permissions boundary every user role is created with (Terraform's
+        `user_boundary_arn` output). The hub's IAM policy lets it create roles only with it.
+
+        Example: `c.EC2Spawner.user_boundary_arn = "arn:aws:iam::123456789012:policy/ec2hub-user-boundary"`
+        """,
+    )
+    profile_propagation_timeout = Float(
+        60,
+        config=True,
+        help="""Seconds to keep retrying a launch that EC2 refuses because a just-created instance
+        profile has not propagated through IAM yet (default 60).""",
+    )
     stop_behaviour = Enum(
         ["stop", "terminate"],
         "stop",
@@ -175,12 +200,56 @@ class EC2Spawner(Spawner):
 
     # -- AWS helpers ------------------------------------------------------------------------
 
-    @property
-    def _ec2(self) -> Any:
-        return aws.ec2_client(self.region, self.endpoint_url)
+    def _client(self, service: str) -> Any:
+        return aws.client(service, self.region, self.endpoint_url)
 
     async def _call(self, operation: str, **kwargs: Any) -> dict:
-        return await aws.call(self._ec2, operation, **kwargs)
+        return await aws.call(self._client("ec2"), operation, **kwargs)
+
+    async def _call_ssm(self, operation: str, **kwargs: Any) -> dict:
+        return await aws.call(self._client("ssm"), operation, **kwargs)
+
+    @property
+    def names(self) -> UserNames:
+        return UserNames.of(self.user.name)
+
+    def _identity(self) -> UserIdentity:
+        if not (self.bucket and self.user_boundary_arn):
+            raise SpawnException(
+                "User servers need a data bucket and a permissions boundary; an administrator needs"
+                " to set c.EC2Spawner.bucket and c.EC2Spawner.user_boundary_arn.",
+                reason="config",
+            )
+        return UserIdentity(
+            self._client("iam"), boundary_arn=self.user_boundary_arn, bucket=self.bucket, region=self.region
+        )
+
+    async def _prepare_identity(self) -> UserNames:
+        """The user's role and profile, in sync with their hub groups as of this start."""
+        groups = sorted(g.name for g in getattr(self.user, "groups", []))
+        return await aws.run(self._identity().ensure, self.user.name, groups)
+
+    @property
+    def token_parameter(self) -> str:
+        return self.names.token_parameter(self.name)
+
+    async def _hand_over_token(self) -> None:
+        """The server's API token goes to SSM, readable by this user's role only: never in user-data."""
+        await self._call_ssm(
+            "put_parameter",
+            Name=self.token_parameter,
+            Value=self.api_token,
+            Type="SecureString",
+            Overwrite=True,
+            Description="API token of an ec2hub user server (removed when the server stops)",
+        )
+
+    async def _withdraw_token(self) -> None:
+        try:
+            await self._call_ssm("delete_parameter", Name=self.token_parameter)
+        except ClientError as e:
+            if aws.error_code(e) != "ParameterNotFound":
+                raise
 
     def identity_tags(self) -> dict[str, str]:
         """The tags that say which hub, user and server an instance belongs to."""
@@ -258,6 +327,11 @@ class EC2Spawner(Spawner):
         env = self.get_env()
         keep = set(self.environment)
         chosen = {k: v for k, v in env.items() if k.startswith("JUPYTERHUB_") or k in keep}
+        # The token travels through SSM: user-data is readable by anyone who may describe instances.
+        chosen.pop("JUPYTERHUB_API_TOKEN", None)
+        chosen["EC2HUB_TOKEN_PARAMETER"] = self.token_parameter
+        chosen["EC2HUB_BUCKET"] = self.bucket
+        chosen["EC2HUB_USER_PREFIX"] = self.names.prefix
         chosen["EC2HUB_SERVER_PORT"] = str(self.server_port)
         chosen["EC2HUB_SINGLEUSER_COMMAND"] = shlex.join(self.cmd + self.get_args())
         return chosen
@@ -267,7 +341,7 @@ class EC2Spawner(Spawner):
         images = response.get("Images", [])
         return images[0].get("RootDeviceName") if images else None
 
-    async def _launch(self, user_data: str) -> dict:
+    async def _launch(self, user_data: str, names: UserNames) -> dict:
         """RunInstances in the first subnet with capacity for the instance type."""
         if not self.subnet_ids:
             raise SpawnException(
@@ -283,6 +357,7 @@ class EC2Spawner(Spawner):
             "SecurityGroupIds": list(self.security_group_ids),
             "UserData": user_data,
             "InstanceInitiatedShutdownBehavior": "stop",
+            "IamInstanceProfile": {"Name": names.instance_profile},
             "MetadataOptions": {
                 "HttpTokens": "required",
                 "HttpEndpoint": "enabled",
@@ -309,13 +384,7 @@ class EC2Spawner(Spawner):
         last_error: ClientError | None = None
         for subnet_id in self.subnet_ids:
             try:
-                response = await self._call(
-                    "run_instances",
-                    SubnetId=subnet_id,
-                    # Same token on botocore's retries of this call: never two instances.
-                    ClientToken=str(uuid.uuid4()),
-                    **params,
-                )
+                response = await self._run_instances(SubnetId=subnet_id, **params)
             except ClientError as e:
                 if aws.error_code(e) != "InsufficientInstanceCapacity":
                     raise
@@ -326,7 +395,49 @@ class EC2Spawner(Spawner):
         assert last_error is not None
         raise last_error
 
-    async def _resume(self, instance: dict, user_data: str) -> dict:
+    async def _run_instances(self, **params: Any) -> dict:
+        """RunInstances, retried while a new instance profile is still propagating through IAM."""
+        # Same token on botocore's retries of this call: never two instances.
+        params["ClientToken"] = str(uuid.uuid4())
+        deadline = asyncio.get_running_loop().time() + self.profile_propagation_timeout
+        delay = 0.5
+        while True:
+            try:
+                return await self._call("run_instances", **params)
+            except ClientError as e:
+                propagating = aws.error_code(e) == "InvalidParameterValue" and "profile" in str(e).lower()
+                if not propagating or asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                self.log.info("Instance profile not usable yet, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8)
+
+    async def _ensure_profile(self, instance: dict, names: UserNames) -> None:
+        """An instance that lost (or never had) the user's profile gets it back before it starts."""
+        profile = instance.get("IamInstanceProfile", {}).get("Arn", "")
+        if profile.endswith(f"/{names.instance_profile}"):
+            return
+        associations = await self._call(
+            "describe_iam_instance_profile_associations",
+            Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}],
+        )
+        current = [a for a in associations["IamInstanceProfileAssociations"] if a["State"] == "associated"]
+        if current and current[0]["IamInstanceProfile"]["Arn"].endswith(f"/{names.instance_profile}"):
+            return
+        if current:
+            await self._call(
+                "replace_iam_instance_profile_association",
+                AssociationId=current[0]["AssociationId"],
+                IamInstanceProfile={"Name": names.instance_profile},
+            )
+        else:
+            await self._call(
+                "associate_iam_instance_profile",
+                InstanceId=instance["InstanceId"],
+                IamInstanceProfile={"Name": names.instance_profile},
+            )
+
+    async def _resume(self, instance: dict, user_data: str, names: UserNames) -> dict:
         """Start this server's existing instance again, with this start's user-data."""
         instance_id = instance["InstanceId"]
         state = instance["State"]["Name"]
@@ -350,6 +461,7 @@ class EC2Spawner(Spawner):
                 InstanceId=instance_id,
                 InstanceType={"Value": self.instance_type},
             )
+        await self._ensure_profile(instance, names)
         await self._call("start_instances", InstanceIds=[instance_id])
         return instance
 
@@ -375,15 +487,18 @@ class EC2Spawner(Spawner):
             self._notify_progress()
 
     async def _start(self) -> str:
-        self._emit(0, "Looking for your instance")
+        self._emit(0, "Preparing your AWS identity and data access")
         try:
+            names = await self._prepare_identity()
+            await self._hand_over_token()
             user_data = render_user_data(self.instance_environment())
+            self._emit(5, "Looking for your instance")
             instance = await self._find_instance()
             if instance is None:
                 self._emit(10, f"Launching a new {self.instance_type} instance")
-                instance = await self._launch(user_data)
+                instance = await self._launch(user_data, names)
             else:
-                instance = await self._resume(instance, user_data)
+                instance = await self._resume(instance, user_data, names)
             self.instance_id = instance["InstanceId"]
             self._emit(30, f"Instance {self.instance_id} is pending")
             instance = await self._wait_for_state(self.instance_id, {"running"}, self.start_timeout)
@@ -398,6 +513,8 @@ class EC2Spawner(Spawner):
         return f"http://{ip}:{self.server_port}"
 
     async def _halt_after_failed_start(self) -> None:
+        with contextlib.suppress(ClientError, BotoCoreError):
+            await self._withdraw_token()
         if not self.instance_id:
             with contextlib.suppress(ClientError, BotoCoreError):
                 found = await self._find_by_tags()
@@ -449,6 +566,7 @@ class EC2Spawner(Spawner):
             self._start_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._start_task
+        await self._withdraw_token()
         instance_id = self.instance_id
         if not instance_id:
             found = await self._find_by_tags()
@@ -460,6 +578,20 @@ class EC2Spawner(Spawner):
             done = {"terminated"} if self.stop_behaviour == "terminate" else {"stopped", "terminated"}
             with contextlib.suppress(RuntimeError):  # disappeared or terminated: stopped enough
                 await self._wait_for_state(instance_id, done, self.stop_timeout)
+
+    async def delete_forever(self) -> None:
+        """The server (or its user) is deleted: its instance and disk go; the S3 data stays.
+
+        For the default server this means the user is being deleted: their role and instance
+        profile are removed too.
+        """
+        found = await self._find_by_tags()
+        if found:
+            with contextlib.suppress(ClientError):
+                await self._call("terminate_instances", InstanceIds=[found["InstanceId"]])
+        await self._withdraw_token()
+        if not self.name and self.bucket and self.user_boundary_arn:
+            await aws.run(self._identity().remove, self.user.name)
 
     # -- progress ----------------------------------------------------------------------------
 

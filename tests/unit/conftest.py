@@ -9,6 +9,7 @@ import pytest
 from jupyterhub.objects import Hub
 from moto import mock_aws
 
+from hub.policies import render_policy
 from localcloud import motofixes
 from spawner import EC2Spawner, aws
 
@@ -26,7 +27,7 @@ def account(monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
-        aws.ec2_client.cache_clear()
+        aws.client.cache_clear()
         ec2 = boto3.client("ec2", region_name="us-east-1")
         vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
         subnets = [
@@ -37,8 +38,23 @@ def account(monkeypatch):
         ]
         group = ec2.create_security_group(GroupName="users", Description="users", VpcId=vpc)["GroupId"]
         image = ec2.register_image(Name="ec2hub-user", RootDeviceName="/dev/xvda")["ImageId"]
-        yield SimpleNamespace(ec2=ec2, subnets=subnets, group=group, image=image)
-        aws.ec2_client.cache_clear()
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="unit-data")
+        boundary = boto3.client("iam").create_policy(
+            PolicyName="ec2hub-user-boundary",
+            PolicyDocument=render_policy(
+                "user-boundary", region="us-east-1", account_id="123456789012", bucket="unit-data"
+            ),
+        )["Policy"]["Arn"]
+        yield SimpleNamespace(
+            ec2=ec2,
+            iam=boto3.client("iam"),
+            ssm=boto3.client("ssm", region_name="us-east-1"),
+            subnets=subnets,
+            group=group,
+            image=image,
+            boundary=boundary,
+        )
+        aws.client.cache_clear()
 
 
 def make_spawner(account, cls=EC2Spawner, user="alice", **config) -> EC2Spawner:
@@ -47,13 +63,15 @@ def make_spawner(account, cls=EC2Spawner, user="alice", **config) -> EC2Spawner:
         "subnet_ids": account.subnets,
         "security_group_ids": [account.group],
         "hub_id": "unit-hub",
+        "bucket": "unit-data",
+        "user_boundary_arn": account.boundary,
         "aws_poll_max_interval": 0.01,
         "start_timeout": 10,
         "stop_timeout": 10,
     }
     settings.update(config)
     spawner = cls(
-        user=SimpleNamespace(name=user, escaped_name=user, url=f"/user/{user}/"),
+        user=SimpleNamespace(name=user, escaped_name=user, url=f"/user/{user}/", groups=[]),
         hub=Hub(ip="127.0.0.1", port=8081, base_url="/hub/"),
         **settings,
     )

@@ -83,9 +83,40 @@ async def test_stop_keeps_the_instance_and_the_next_start_resumes_it(account, sp
     await spawner.start()
     assert spawner.instance_id == first_id
     assert the_instance(account, first_id)["State"]["Name"] == "running"
-    second_script = user_data_of(account, first_id)
-    assert second_script != first_script, "the new start's settings reach the instance"
-    assert "b" * 32 in second_script
+    assert "a" * 32 not in first_script and "b" * 32 not in user_data_of(account, first_id)
+    parameter = account.ssm.get_parameter(Name=spawner.token_parameter, WithDecryption=True)
+    assert parameter["Parameter"]["Value"] == "b" * 32, "the new start's token reaches the instance"
+    assert parameter["Parameter"]["Type"] == "SecureString"
+
+
+async def test_the_token_parameter_exists_only_while_the_server_runs(account, spawner):
+    await spawner.start()
+    assert "export EC2HUB_TOKEN_PARAMETER=/ec2hub/users/alice/servers/default/api-token" in user_data_of(
+        account, spawner.instance_id
+    )
+    await spawner.stop()
+    with pytest.raises(ClientError, match="ParameterNotFound"):
+        account.ssm.get_parameter(Name=spawner.token_parameter)
+
+
+async def test_the_instance_carries_the_users_own_profile(account, spawner):
+    await spawner.start()
+    instance = the_instance(account, spawner.instance_id)
+    assert instance["IamInstanceProfile"]["Arn"].endswith(":instance-profile/ec2hub/users/ec2hub-alice")
+    role = account.iam.get_role(RoleName="ec2hub-alice")["Role"]
+    assert role["Path"] == "/ec2hub/users/"
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == account.boundary
+
+
+async def test_deleting_the_user_removes_instance_role_and_profile(account, spawner):
+    await spawner.start()
+    await spawner.stop()
+    await spawner.delete_forever()
+    assert the_instance(account, spawner.instance_id)["State"]["Name"] == "terminated"
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        account.iam.get_role(RoleName="ec2hub-alice")
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        account.iam.get_instance_profile(InstanceProfileName="ec2hub-alice")
 
 
 async def test_stop_finds_a_half_created_instance_by_its_tags(account, spawner):

@@ -1,0 +1,145 @@
+"""From inside users' kernels: each user reaches their own prefix, shared/ and their groups, nothing else.
+
+These requests go to the moto server with IAM enforcement on (object-level S3 access by prefix is
+what moto enforces; listing conditions are checked by iam-simulate in tests/policy).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from localcloud.up import Stack
+from tests.e2e.kernel import Kernel
+from tests.e2e.stack import HubClient, aws_client, instances_of, stack_env
+
+pytestmark = pytest.mark.e2e
+
+PROBE = """
+import json, os
+import boto3
+s3 = boto3.client("s3")
+bucket = os.environ["EC2HUB_BUCKET"]
+
+def outcome(call):
+    try:
+        call()
+        return "allowed"
+    except Exception as e:
+        return getattr(e, "response", {}).get("Error", {}).get("Code") or type(e).__name__
+
+checks = {CHECKS}
+print(json.dumps({name: outcome(call) for name, call in checks.items()}))
+"""
+
+
+def probe(kernel: Kernel, checks: str) -> dict[str, str]:
+    result = kernel.run(PROBE.replace("{CHECKS}", checks))
+    assert result.ok, result.errors
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("state")
+    log = (state / "stack.log").open("w")
+    stack = Stack(stack_env(state, subnet_base=222), output=log)
+    stack.start()
+    yield stack
+    stack.stop()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def bucket(stack):
+    name = stack.outputs["bucket"]
+    s3 = aws_client(stack, "s3")
+    s3.put_object(Bucket=name, Key="users/bob/secret.txt", Body=b"bob's")
+    s3.put_object(Bucket=name, Key="shared/readme.txt", Body=b"for everyone")
+    return name
+
+
+@pytest.fixture(scope="module")
+def kernels(stack, bucket):
+    admin = HubClient(stack.settings.url)
+    assert admin.login("admin", stack.settings.admin_password).status_code == 302
+    created = admin.api("POST", "/users", json={"usernames": ["alice", "carol"]})
+    assert created.status_code == 201, created.text
+    group = admin.api("POST", "/groups/physics", json={"users": ["carol"]})
+    assert group.status_code == 201, group.text
+
+    def start(user: str) -> Kernel:
+        client = HubClient(stack.settings.url)
+        assert client.login(user, stack.settings.user_password).status_code == 302
+        client.start(user)
+        client.wait_ready(user)
+        return Kernel(stack.settings.url, user, client.token(user))
+
+    with ThreadPoolExecutor(2) as pool:
+        alice, carol = pool.map(start, ["alice", "carol"])
+    yield {"alice": alice, "carol": carol}
+
+
+def test_pandas_reads_and_writes_the_users_prefix_with_no_credential_setup(kernels, bucket):
+    result = kernels["alice"].run(
+        "import os, pandas as pd\n"
+        "url = os.environ['EC2HUB_DATA_URL'] + 'x.parquet'\n"
+        "pd.DataFrame({'a': [1, 2, 3]}).to_parquet(url)\n"
+        "print(url, int(pd.read_parquet(url)['a'].sum()))\n"
+    )
+    assert result.ok, result.errors
+    assert result.stdout.split() == [f"s3://{bucket}/users/alice/x.parquet", "6"]
+
+
+def test_alice_cannot_touch_bobs_prefix_nor_write_shared(kernels):
+    outcome = probe(
+        kernels["alice"],
+        """{
+        "get bob": lambda: s3.get_object(Bucket=bucket, Key="users/bob/secret.txt"),
+        "put bob": lambda: s3.put_object(Bucket=bucket, Key="users/bob/planted.txt", Body=b"x"),
+        "delete bob": lambda: s3.delete_object(Bucket=bucket, Key="users/bob/secret.txt"),
+        "put shared": lambda: s3.put_object(Bucket=bucket, Key="shared/planted.txt", Body=b"x"),
+        "get shared": lambda: s3.get_object(Bucket=bucket, Key="shared/readme.txt"),
+        "put own": lambda: s3.put_object(Bucket=bucket, Key="users/alice/own.txt", Body=b"x"),
+        "delete own": lambda: s3.delete_object(Bucket=bucket, Key="users/alice/own.txt"),
+    }""",
+    )
+    assert outcome == {
+        "get bob": "AccessDenied",
+        "put bob": "AccessDenied",
+        "delete bob": "AccessDenied",
+        "put shared": "AccessDenied",
+        "get shared": "allowed",
+        "put own": "allowed",
+        "delete own": "allowed",
+    }
+
+
+def test_group_prefix_is_for_members_only(kernels):
+    checks = """{
+        "put": lambda: s3.put_object(Bucket=bucket, Key="groups/physics/run.csv", Body=b"1,2"),
+        "get": lambda: s3.get_object(Bucket=bucket, Key="groups/physics/run.csv"),
+    }"""
+    assert probe(kernels["carol"], checks) == {"put": "allowed", "get": "allowed"}
+    assert probe(kernels["alice"], checks) == {"put": "AccessDenied", "get": "AccessDenied"}
+
+
+def test_no_token_in_user_data_nor_in_the_hub_log(stack, kernels):
+    ec2, ssm = aws_client(stack, "ec2"), aws_client(stack, "ssm")
+    [instance] = instances_of(ec2, "alice")
+    parameter = "/ec2hub/users/alice/servers/default/api-token"
+    token = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    assert re.fullmatch(r"[0-9a-f]{32}", token)
+    attribute = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    assert f"EC2HUB_TOKEN_PARAMETER={parameter}" in user_data
+    assert token not in user_data
+    assert "TOKEN=" not in user_data.replace("EC2HUB_TOKEN_PARAMETER=", "")
+    log = (stack.settings.state_dir / "stack.log").read_text()
+    assert token not in log
+    console = ec2.get_console_output(InstanceId=instance["InstanceId"])["Output"]
+    assert token not in console

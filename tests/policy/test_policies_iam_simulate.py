@@ -1,0 +1,291 @@
+"""The generated IAM policies, decided by an independent evaluator (@cloud-copilot/iam-simulate).
+
+moto enforces actions and resources only roughly and ignores Conditions, so what these tests check
+(s3:prefix, iam:PassedToService, iam:PermissionsBoundary, tag conditions, exact resource ARNs) is
+checked nowhere else. All cases of the module go to `evaluate.mjs` in one Node process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.identity import UserNames, group_prefix, user_policy
+from hub.policies import render_policy
+
+REPO = Path(__file__).resolve().parents[2]
+EVALUATE = Path(__file__).resolve().parent / "evaluate.mjs"
+LIBRARY = REPO / "node_modules" / "@cloud-copilot" / "iam-simulate"
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+BUCKET = "ec2hub-local"
+HUB_ID = "ec2hub"
+BOUNDARY_NAME = "ec2hub-user-boundary"
+
+ALLOWED = "Allowed"
+DENIED = "ImplicitlyDenied"
+EXPLICITLY_DENIED = "ExplicitlyDenied"
+
+BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
+BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{BOUNDARY_NAME}"
+ALICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ec2hub/users/ec2hub-alice"
+ADMIN_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/admin"
+INSTANCE_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-1"
+HUB_PRINCIPAL = f"arn:aws:sts::{ACCOUNT}:assumed-role/ec2hub-hub/i-0hub"
+
+ALICE = UserNames.of("alice")
+BOB = UserNames.of("bob")
+
+HUB_POLICY = json.loads(
+    render_policy(
+        "hub-policy",
+        region=REGION,
+        account_id=ACCOUNT,
+        hub_id=HUB_ID,
+        bucket=BUCKET,
+        boundary_name=BOUNDARY_NAME,
+    )
+)
+USER_BOUNDARY = json.loads(render_policy("user-boundary", region=REGION, account_id=ACCOUNT, bucket=BUCKET))
+
+
+def user_request(
+    names: UserNames, action: str, resource: str, *, groups: tuple[str, ...] = (), **context: str
+) -> dict[str, Any]:
+    """A request by the user's instance: the role's inline policy under the user boundary."""
+    policy = user_policy(names, list(groups), bucket=BUCKET, region=REGION, account_id=ACCOUNT)
+    return {
+        "identityPolicies": [policy],
+        "permissionBoundaries": [USER_BOUNDARY],
+        "principal": f"arn:aws:sts::{ACCOUNT}:assumed-role/{names.role}/i-0{names.safe}",
+        "action": action,
+        "resource": resource,
+        "context": context,
+    }
+
+
+def hub_request(action: str, resource: str, **context: str) -> dict[str, Any]:
+    return {
+        "identityPolicies": [HUB_POLICY],
+        "principal": HUB_PRINCIPAL,
+        "action": action,
+        "resource": resource,
+        "context": context,
+    }
+
+
+def list_bucket(names: UserNames, prefix: str | None, groups: tuple[str, ...] = ()) -> dict[str, Any]:
+    context = {} if prefix is None else {"s3:prefix": prefix}
+    return user_request(names, "s3:ListBucket", BUCKET_ARN, groups=groups, **context)
+
+
+def obj(key: str) -> str:
+    return f"{BUCKET_ARN}/{key}"
+
+
+def ssm_parameter(name: str) -> str:
+    return f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+
+
+# Each table: case name -> (request, expected decision).
+LISTING = {
+    "alice lists users/alice/": (list_bucket(ALICE, "users/alice/"), ALLOWED),
+    "alice lists users/alice/sub/": (list_bucket(ALICE, "users/alice/sub/"), ALLOWED),
+    "alice lists users/bob/": (list_bucket(ALICE, "users/bob/"), DENIED),
+    "alice lists the bucket root (prefix '')": (list_bucket(ALICE, ""), DENIED),
+    "alice lists without a prefix": (list_bucket(ALICE, None), DENIED),
+    "alice lists users/ (all users)": (list_bucket(ALICE, "users/"), DENIED),
+    "alice lists shared/": (list_bucket(ALICE, "shared/"), ALLOWED),
+    "physics member lists groups/physics/": (
+        list_bucket(ALICE, group_prefix("physics"), groups=("physics",)),
+        ALLOWED,
+    ),
+    "non-member lists groups/physics/": (
+        list_bucket(BOB, group_prefix("physics"), groups=("chemistry",)),
+        DENIED,
+    ),
+}
+
+OBJECTS = {
+    **{
+        f"alice {action} users/alice/": (user_request(ALICE, action, obj("users/alice/nb.ipynb")), ALLOWED)
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+    },
+    **{
+        f"alice {action} users/bob/": (user_request(ALICE, action, obj("users/bob/nb.ipynb")), DENIED)
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+    },
+    "alice GetObject shared/x": (user_request(ALICE, "s3:GetObject", obj("shared/x")), ALLOWED),
+    "alice PutObject shared/x": (user_request(ALICE, "s3:PutObject", obj("shared/x")), DENIED),
+    "physics member PutObject groups/physics/x": (
+        user_request(ALICE, "s3:PutObject", obj("groups/physics/x"), groups=("physics",)),
+        ALLOWED,
+    ),
+    "non-member GetObject groups/physics/x": (
+        user_request(BOB, "s3:GetObject", obj("groups/physics/x"), groups=("chemistry",)),
+        DENIED,
+    ),
+    "alice GetObject in another bucket": (
+        user_request(ALICE, "s3:GetObject", "arn:aws:s3:::other-bucket/users/alice/x"),
+        DENIED,
+    ),
+}
+
+TOKENS = {
+    "alice reads her token": (
+        user_request(ALICE, "ssm:GetParameter", ssm_parameter(ALICE.token_parameter(""))),
+        ALLOWED,
+    ),
+    "alice reads bob's token": (
+        user_request(ALICE, "ssm:GetParameter", ssm_parameter(BOB.token_parameter(""))),
+        DENIED,
+    ),
+}
+
+CREATE_ROLE = {
+    "CreateRole with the boundary": (
+        hub_request("iam:CreateRole", ALICE_ROLE_ARN, **{"iam:PermissionsBoundary": BOUNDARY_ARN}),
+        ALLOWED,
+    ),
+    "CreateRole without a boundary": (hub_request("iam:CreateRole", ALICE_ROLE_ARN), DENIED),
+    "CreateRole with another boundary": (
+        hub_request(
+            "iam:CreateRole",
+            ALICE_ROLE_ARN,
+            **{"iam:PermissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/AdministratorAccess"},
+        ),
+        DENIED,
+    ),
+    "CreateRole outside /ec2hub/users/": (
+        hub_request("iam:CreateRole", ADMIN_ROLE_ARN, **{"iam:PermissionsBoundary": BOUNDARY_ARN}),
+        DENIED,
+    ),
+    "PutRolePolicy on a bounded user role": (
+        hub_request("iam:PutRolePolicy", ALICE_ROLE_ARN, **{"iam:PermissionsBoundary": BOUNDARY_ARN}),
+        ALLOWED,
+    ),
+    "PutRolePolicy on an unbounded user role": (hub_request("iam:PutRolePolicy", ALICE_ROLE_ARN), DENIED),
+}
+
+PASS_ROLE = {
+    "PassRole of a user role to EC2": (
+        hub_request("iam:PassRole", ALICE_ROLE_ARN, **{"iam:PassedToService": "ec2.amazonaws.com"}),
+        ALLOWED,
+    ),
+    "PassRole of a user role to Lambda": (
+        hub_request("iam:PassRole", ALICE_ROLE_ARN, **{"iam:PassedToService": "lambda.amazonaws.com"}),
+        DENIED,
+    ),
+    "PassRole of role/admin to EC2": (
+        hub_request("iam:PassRole", ADMIN_ROLE_ARN, **{"iam:PassedToService": "ec2.amazonaws.com"}),
+        DENIED,
+    ),
+}
+
+INSTANCES = {
+    "StopInstances on this hub's instance": (
+        hub_request("ec2:StopInstances", INSTANCE_ARN, **{"ec2:ResourceTag/ec2hub:hub": HUB_ID}),
+        ALLOWED,
+    ),
+    "StopInstances on another hub's instance": (
+        hub_request("ec2:StopInstances", INSTANCE_ARN, **{"ec2:ResourceTag/ec2hub:hub": "other-hub"}),
+        DENIED,
+    ),
+    "StopInstances on an untagged instance": (hub_request("ec2:StopInstances", INSTANCE_ARN), DENIED),
+    "RunInstances tagged for this hub": (
+        hub_request(
+            "ec2:RunInstances",
+            INSTANCE_ARN,
+            **{"aws:RequestTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:hub"]},
+        ),
+        ALLOWED,
+    ),
+    "RunInstances without the hub tag": (hub_request("ec2:RunInstances", INSTANCE_ARN), DENIED),
+}
+
+BOUNDARY_LOCK = {
+    "DeleteRolePermissionsBoundary on a user role": (
+        hub_request("iam:DeleteRolePermissionsBoundary", ALICE_ROLE_ARN),
+        EXPLICITLY_DENIED,
+    ),
+}
+
+TABLES = [LISTING, OBJECTS, TOKENS, CREATE_ROLE, PASS_ROLE, INSTANCES, BOUNDARY_LOCK]
+
+
+@pytest.fixture(scope="module")
+def decisions() -> dict[str, dict[str, Any]]:
+    """Every case of this module, evaluated in one run of evaluate.mjs."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("`node` is not on PATH: these IAM policy tests need Node.js (Node.js 20 or newer)")
+    if not LIBRARY.is_dir():
+        pytest.fail(f"{LIBRARY} is missing: run `npm ci` in {REPO} (as `make test` does)")
+    cases = {name: request for table in TABLES for name, (request, _) in table.items()}
+    proc = subprocess.run(
+        [node, str(EVALUATE)],
+        input=json.dumps(list(cases.values())),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"evaluate.mjs failed ({proc.returncode}):\n{proc.stderr}")
+    results = json.loads(proc.stdout)
+    assert len(results) == len(cases)
+    return dict(zip(cases, results, strict=True))
+
+
+def assert_decisions(decisions: dict[str, dict[str, Any]], table: dict[str, tuple[Any, str]]) -> None:
+    results = {name: decisions[name] for name in table}
+    # A context key the evaluator drops (wrong for the action) would make a "denied" case pass vacuously.
+    problems = {
+        name: r for name, r in results.items() if r["result"] == "Error" or r.get("ignoredContextKeys")
+    }
+    assert problems == {}
+    assert {name: r["result"] for name, r in results.items()} == {
+        name: expected for name, (_, expected) in table.items()
+    }
+
+
+def test_user_lists_only_own_shared_and_group_prefixes(decisions):
+    """Checked by iam-simulate (moto ignores the s3:prefix condition of ListBucket)."""
+    assert_decisions(decisions, LISTING)
+
+
+def test_user_reads_and_writes_only_own_objects_and_reads_shared(decisions):
+    """Checked by iam-simulate (moto does not combine the policy with the boundary by exact object ARN)."""
+    assert_decisions(decisions, OBJECTS)
+
+
+def test_user_reads_only_own_server_token(decisions):
+    """Checked by iam-simulate (resource ARN of ssm:GetParameter under the user boundary)."""
+    assert_decisions(decisions, TOKENS)
+
+
+def test_hub_creates_and_changes_user_roles_only_with_the_boundary(decisions):
+    """Checked by iam-simulate (moto ignores the iam:PermissionsBoundary condition)."""
+    assert_decisions(decisions, CREATE_ROLE)
+
+
+def test_hub_passes_only_user_roles_and_only_to_ec2(decisions):
+    """Checked by iam-simulate (moto ignores the iam:PassedToService condition)."""
+    assert_decisions(decisions, PASS_ROLE)
+
+
+def test_hub_launches_and_manages_only_its_own_instances(decisions):
+    """Checked by iam-simulate (moto ignores aws:RequestTag / ec2:ResourceTag conditions)."""
+    assert_decisions(decisions, INSTANCES)
+
+
+def test_hub_can_never_remove_a_permissions_boundary(decisions):
+    """Checked by iam-simulate: the explicit Deny wins (moto's evaluation is not relied on here)."""
+    assert_decisions(decisions, BOUNDARY_LOCK)
