@@ -21,7 +21,16 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+# s3fs-fuse mounts users' S3 folders on the instances (Debian package; installed when root).
+system-packages:
+	@command -v s3fs >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s3fs >/dev/null; \
+	  else \
+	    echo "s3fs-fuse is missing: users' S3 folders will not be mounted (apt-get install s3fs)"; \
+	  fi; }
+
+install: system-packages $(VENV)/.installed node_modules/.installed
 
 install-test: install $(VENV)/.installed-test
 

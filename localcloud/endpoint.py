@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, unquote
 
 from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
@@ -83,6 +83,22 @@ def describe_request(environ: dict) -> tuple[str, str, str]:
     return key, service, action
 
 
+def canonical_query(query: str) -> str:
+    """The query string encoded as SigV4 signs it.
+
+    s3fs-fuse sends "/" unencoded in query values (prefix=users/alice/) but signs it encoded;
+    moto checks the signature against the raw query, so the request would fail. S3 itself
+    accepts both; here the query is re-encoded before moto sees it.
+    """
+    if not query:
+        return query
+    parts = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        parts.append(quote(unquote(name), safe="-_.~") + sep + quote(unquote(value), safe="-_.~"))
+    return "&".join(parts)
+
+
 class Front:
     """WSGI front of moto: every request passes the gate and lands in the audit log."""
 
@@ -95,6 +111,8 @@ class Front:
 
     def __call__(self, environ: dict, start_response):
         key, service, action = describe_request(environ)
+        if service == "s3":
+            environ["QUERY_STRING"] = canonical_query(environ.get("QUERY_STRING", ""))
         statuses: list[str] = []
 
         def recording_start_response(status, headers, exc_info=None):

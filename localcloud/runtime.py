@@ -17,6 +17,7 @@ from moto.backends import get_backend
 from moto.core.types import Base64EncodedString
 from moto.ec2.models.instances import Instance
 from moto.ec2.responses.general import General
+from moto.ec2.responses.instances import InstanceResponse
 
 from localcloud.metadata import MetadataServer, decode_user_data
 
@@ -98,11 +99,28 @@ class InstanceRuntime:
         """Make moto's instances move through pending/stopping/shutting-down, and its console real."""
         runtime = self
         original_init = Instance.__init__
+        original_run_instances = InstanceResponse.run_instances
+        launching = threading.local()
 
         def __init__(instance, *args, **kwargs):
             original_init(instance, *args, **kwargs)
             set_state(instance, "pending")
-            runtime._wake.set()
+            # Held until RunInstances is complete (its instance profile is associated after the
+            # instances exist): on EC2 an instance boots with everything its launch asked for.
+            held = getattr(launching, "instances", None)
+            if held is not None:
+                instance._ec2hub_held = True
+                held.append(instance)
+
+        def run_instances(response):
+            launching.instances = []
+            try:
+                return original_run_instances(response)
+            finally:
+                for instance in launching.instances:
+                    instance._ec2hub_held = False
+                launching.instances = None
+                runtime._wake.set()
 
         def lands_in(state, original):
             def transition(instance):
@@ -120,6 +138,7 @@ class InstanceRuntime:
             return _console_result(instance_id, text)
 
         Instance.__init__ = __init__
+        InstanceResponse.run_instances = run_instances
         Instance.start = lands_in("pending", Instance.start)
         Instance.stop = lands_in("stopping", Instance.stop)
         Instance.terminate = lands_in("shutting-down", Instance.terminate)
@@ -152,6 +171,8 @@ class InstanceRuntime:
                     self._console_line(instance.id, f"user-data exited with status {code}")
             with self._lock:
                 if instance.id in self._busy:
+                    continue
+                if getattr(instance, "_ec2hub_held", False):
                     continue
                 if state in ("pending", "running") and booted is None:
                     action = self._boot
@@ -237,12 +258,14 @@ class InstanceRuntime:
 
     def _kill(self, instance: Instance) -> None:
         booted = self._booted.pop(instance.id, None)
-        if booted is None:
-            return
-        if booted.process is not None and booted.process.poll() is None:
-            _end_process_group(booted.process)
-            self._console_line(instance.id, f"processes of {instance.id} ended")
-        booted.metadata.stop()
+        if booted is not None:
+            if booted.process is not None and booted.process.poll() is None:
+                _end_process_group(booted.process)
+                self._console_line(instance.id, f"processes of {instance.id} ended")
+            booted.metadata.stop()
+        # Power off: whatever the instance mounted (its S3 folders) goes with it.
+        for mountpoint in mounts_under(self.disk(instance.id)):
+            subprocess.run(["umount", "-l", mountpoint], check=False, capture_output=True)
 
     def _halt(self, instance: Instance) -> None:
         self._kill(instance)
@@ -252,7 +275,12 @@ class InstanceRuntime:
 
     def _destroy(self, instance: Instance) -> None:
         self._kill(instance)
-        shutil.rmtree(self.disk(instance.id), ignore_errors=True)
+        disk = self.disk(instance.id)
+        # Never delete through a mount: that would delete the user's S3 data, not the disk.
+        if mounts_under(disk):
+            log.error("%s still has mounts %s: its disk is kept", instance.id, mounts_under(disk))
+        else:
+            shutil.rmtree(disk, ignore_errors=True)
         with self.gate.request():
             if instance._state.name == "shutting-down":
                 set_state(instance, "terminated")
@@ -269,6 +297,18 @@ class InstanceRuntime:
             elif instance._state.name == "shutting-down":
                 self._destroy(instance)
         self._workers.shutdown(wait=True)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points inside `path`, deepest first, from /proc/mounts."""
+    root = str(path.resolve())
+    found = []
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            mountpoint = line.split()[1].replace("\\040", " ")
+            if mountpoint == root or mountpoint.startswith(root + "/"):
+                found.append(mountpoint)
+    return sorted(found, key=len, reverse=True)
 
 
 def _end_process_group(process: subprocess.Popen, grace: float = 10) -> None:

@@ -143,3 +143,36 @@ def test_no_token_in_user_data_nor_in_the_hub_log(stack, kernels):
     assert token not in log
     console = ec2.get_console_output(InstanceId=instance["InstanceId"])["Output"]
     assert token not in console
+
+
+MOUNT_PROBE = """
+import errno, os, pandas as pd
+home = os.path.expanduser("~")
+pd.DataFrame({"v": [1.5, 2.5]}).to_parquet(os.path.join(home, "s3", "mounted.parquet"))
+print("via url", float(pd.read_parquet(os.environ["EC2HUB_DATA_URL"] + "mounted.parquet")["v"].sum()))
+print("via mount", int(pd.read_parquet(os.path.join(home, "s3", "x.parquet"))["a"].sum()))
+print("shared", sorted(os.listdir(os.path.join(home, "shared"))))
+try:
+    with open(os.path.join(home, "shared", "planted.txt"), "w") as f:
+        f.write("x")
+    print("shared writable")
+except OSError as e:
+    print("shared refuses writes", errno.errorcode[e.errno])
+"""
+
+
+def test_the_users_prefix_is_a_folder_in_the_home_and_shared_is_read_only(stack, kernels, bucket):
+    result = kernels["alice"].run(MOUNT_PROBE)
+    assert result.ok, result.errors
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "via url 4.0", "written through ~/s3, read through s3://"
+    assert lines[1] == "via mount 6", "written through s3:// (earlier test), read through ~/s3"
+    assert lines[2] == "shared ['readme.txt']"
+    assert lines[3].startswith("shared refuses writes")
+    objects = aws_client(stack, "s3").list_objects_v2(Bucket=bucket, Prefix="users/alice/")
+    assert "users/alice/mounted.parquet" in {o["Key"] for o in objects["Contents"]}
+
+    client = HubClient(stack.settings.url)
+    client.login("alice", stack.settings.user_password)
+    listing = client.user_api("alice", client.token("alice"), "GET", "/contents")
+    assert {"s3", "shared"} <= {item["name"] for item in listing.json()["content"]}
