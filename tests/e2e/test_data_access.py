@@ -176,3 +176,48 @@ def test_the_users_prefix_is_a_folder_in_the_home_and_shared_is_read_only(stack,
     client.login("alice", stack.settings.user_password)
     listing = client.user_api("alice", client.token("alice"), "GET", "/contents")
     assert {"s3", "shared"} <= {item["name"] for item in listing.json()["content"]}
+
+
+def test_group_membership_takes_effect_at_the_next_start(stack, kernels):
+    admin = HubClient(stack.settings.url)
+    admin.login("admin", stack.settings.admin_password)
+    added = admin.api("POST", "/groups/physics/users", json={"users": ["alice"]})
+    assert added.status_code == 200, added.text
+    checks = """{"put": lambda: s3.put_object(Bucket=bucket, Key="groups/physics/alice.csv", Body=b"3")}"""
+    assert probe(kernels["alice"], checks) == {"put": "AccessDenied"}, "not before her next start"
+
+    alice = HubClient(stack.settings.url)
+    alice.login("alice", stack.settings.user_password)
+    alice.stop("alice")
+    alice.start("alice")
+    alice.wait_ready("alice")
+    kernels["alice"] = Kernel(stack.settings.url, "alice", alice.token("alice"))
+    assert probe(kernels["alice"], checks) == {"put": "allowed"}
+
+
+def test_deleting_a_user_removes_their_role_and_instance_and_keeps_their_data(stack, kernels, bucket):
+    from botocore.exceptions import ClientError
+
+    ec2, iam, s3 = aws_client(stack, "ec2"), aws_client(stack, "iam"), aws_client(stack, "s3")
+    assert (
+        kernels["carol"]
+        .run(
+            "import os, pandas as pd\n"
+            "pd.DataFrame({'k': [7]}).to_parquet(os.environ['EC2HUB_DATA_URL'] + 'keep.parquet')\n"
+        )
+        .ok
+    )
+    [instance] = instances_of(ec2, "carol")
+    admin = HubClient(stack.settings.url)
+    admin.login("admin", stack.settings.admin_password)
+    deleted = admin.api("DELETE", "/users/carol")
+    assert deleted.status_code == 204, deleted.text
+
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        iam.get_role(RoleName="ec2hub-carol")
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        iam.get_instance_profile(InstanceProfileName="ec2hub-carol")
+    gone = ec2.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"][0]["Instances"][0]
+    assert gone["State"]["Name"] in ("shutting-down", "terminated")
+    kept = s3.list_objects_v2(Bucket=bucket, Prefix="users/carol/")
+    assert "users/carol/keep.parquet" in {o["Key"] for o in kept["Contents"]}
