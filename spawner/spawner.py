@@ -11,10 +11,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import AnyTimeoutError, exponential_backoff
-from traitlets import Dict, Enum, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from hub.identity import UserIdentity, UserNames
 from spawner import aws
+from spawner.profiles import DEFAULT_PROFILES, Profile, parse_choice, parse_form, render_form, validate_choice
 from spawner.userdata import render_user_data
 
 # Tag values that identify a server's instance. A server name never contains "/", so "/"
@@ -25,6 +26,20 @@ TAG_SERVER = "ec2hub:server"
 DEFAULT_SERVER_TAG = "/"
 
 STATE_VERSION = 1
+
+
+def apply_size_choice(spawner: EC2Spawner, user_options: dict) -> None:
+    """Validate a user's choice (form or REST API) against the sizes open to them, then apply it.
+
+    Runs before anything is created; a bad choice is an HTTP 400 naming the sizes they may pick.
+    """
+    profiles = spawner.profile_list()
+    groups = spawner.group_names()
+    choice = parse_choice(user_options or {}, [p for p in profiles if p.allowed_for(groups)])
+    profile, spot = validate_choice(choice, profiles, groups)
+    spawner.size = profile.slug
+    spawner.instance_type = profile.instance_type
+    spawner.use_spot = spot
 
 
 class EC2Spawner(Spawner):
@@ -62,11 +77,33 @@ class EC2Spawner(Spawner):
     instance_type = Unicode(
         "t3.medium",
         config=True,
-        help="""EC2 instance type of a user server (default t3.medium).
-
-        Example: `c.EC2Spawner.instance_type = "m6i.large"`
+        help="""EC2 instance type of a user server when no size is chosen (default t3.medium).
+        Normally the size a user picks on the spawn form (see `profiles`) sets it.
         """,
     )
+    profiles = List(
+        Dict(),
+        config=True,
+        help="""The instance sizes users pick from on the spawn form. Each is a dict with:
+        slug, display_name, description, instance_type, vcpu, memory_gib, price_per_hour (USD,
+        on-demand), and optionally gpus, gpu_kind, spot (offered as a choice), spot_discount
+        (0-1, shown as an estimate), default (preselected), groups (hub groups that may use it;
+        empty: everyone). The form and the REST API accept only these sizes.
+
+        Example::
+
+            c.EC2Spawner.profiles = [
+                {"slug": "small", "display_name": "Small", "description": "Light work",
+                 "instance_type": "t3.medium", "vcpu": 2, "memory_gib": 4, "price_per_hour": 0.0416,
+                 "default": True},
+                {"slug": "gpu", "display_name": "GPU", "description": "Deep learning",
+                 "instance_type": "g5.xlarge", "vcpu": 4, "memory_gib": 16, "gpus": 1,
+                 "gpu_kind": "NVIDIA A10G", "price_per_hour": 1.006, "groups": ["gpu-users"]},
+            ]
+        """,
+    )
+    size = Unicode("", help="Slug of the size chosen for this start.")
+    use_spot = Bool(False, help="Whether this start asked for a spot instance.")
     subnet_ids = List(
         Unicode(),
         config=True,
@@ -162,6 +199,28 @@ class EC2Spawner(Spawner):
         """,
     )
 
+    @default("profiles")
+    def _default_profiles(self) -> list[dict]:
+        return [dict(p) for p in DEFAULT_PROFILES]
+
+    @default("options_form")
+    def _default_options_form(self):
+        return lambda spawner: render_form(spawner.profile_list(), spawner.group_names(), spawner.size)
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return parse_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return apply_size_choice
+
+    def profile_list(self) -> list[Profile]:
+        return [Profile.from_config(entry) for entry in self.profiles]
+
+    def group_names(self) -> list[str]:
+        return sorted(g.name for g in getattr(self.user, "groups", []))
+
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
         # Launch, pending -> running and boot take 1-3 minutes on EC2; leave room for slow AZs.
@@ -226,8 +285,7 @@ class EC2Spawner(Spawner):
 
     async def _prepare_identity(self) -> UserNames:
         """The user's role and profile, in sync with their hub groups as of this start."""
-        groups = sorted(g.name for g in getattr(self.user, "groups", []))
-        return await aws.run(self._identity().ensure, self.user.name, groups)
+        return await aws.run(self._identity().ensure, self.user.name, self.group_names())
 
     @property
     def token_parameter(self) -> str:
@@ -358,6 +416,7 @@ class EC2Spawner(Spawner):
             "UserData": user_data,
             "InstanceInitiatedShutdownBehavior": "stop",
             "IamInstanceProfile": {"Name": names.instance_profile},
+            **self._market_options(),
             "MetadataOptions": {
                 "HttpTokens": "required",
                 "HttpEndpoint": "enabled",
@@ -394,6 +453,13 @@ class EC2Spawner(Spawner):
             return response["Instances"][0]
         assert last_error is not None
         raise last_error
+
+    def _market_options(self) -> dict[str, Any]:
+        if not self.use_spot:
+            return {}
+        # A persistent request that stops on interruption: the home survives a reclaim.
+        spot = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}
+        return {"InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot}}
 
     async def _run_instances(self, **params: Any) -> dict:
         """RunInstances, retried while a new instance profile is still propagating through IAM."""

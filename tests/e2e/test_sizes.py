@@ -1,0 +1,90 @@
+"""Sizes through the hub: forged choices are refused before anything is created; resize on resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from localcloud.up import Stack
+from tests.e2e.stack import HubClient, aws_client, instances_of, stack_env
+
+pytestmark = pytest.mark.e2e
+
+ALLOWED = "You may pick: small, medium, large."
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=230))
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(stack):
+    client = HubClient(stack.settings.url)
+    assert client.login("alice", stack.settings.user_password).status_code == 302
+    return client
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"size": "xl"},
+        {"size": "gpu"},
+        {"size": "p5.48xlarge"},
+        {"size": ["small", "large"]},
+        {"size": 7},
+        {"size": "small", "spot": True},
+        {"size": "medium", "spot": "please"},
+        {"size": "medium", "instance_type": "p5.48xlarge"},
+        {"image_id": "ami-0000000000000000"},
+    ],
+    ids=[
+        "unknown",
+        "gpu-non-member",
+        "raw-type",
+        "list",
+        "number",
+        "spot-not-offered",
+        "junk-spot",
+        "forged-field",
+        "forged-image",
+    ],
+)
+def test_forged_rest_user_options_get_400_and_launch_nothing(stack, alice, options):
+    response = alice.api("POST", "/users/alice/server", json=options)
+    assert response.status_code == 400, response.text
+    assert ALLOWED in response.json()["message"]
+    assert instances_of(aws_client(stack, "ec2"), "alice") == []
+    assert alice.server("alice") is None
+
+
+def test_forged_form_gets_400_with_the_form_and_launches_nothing(stack, alice):
+    alice.session.get(f"{stack.settings.url}/hub/spawn", timeout=30)
+    response = alice.session.post(
+        f"{stack.settings.url}/hub/spawn/alice",
+        data={"size": "gpu", "_xsrf": alice.session.cookies["_xsrf"]},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert "not open to you" in response.text and ALLOWED in response.text
+    assert 'name="size" value="medium"' in response.text, "the form is shown again"
+    assert instances_of(aws_client(stack, "ec2"), "alice") == []
+
+
+def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size(stack, alice):
+    ec2 = aws_client(stack, "ec2")
+    assert alice.api("POST", "/users/alice/server", json={"size": "small"}).status_code in (201, 202)
+    alice.wait_ready("alice")
+    [first] = instances_of(ec2, "alice")
+    assert first["InstanceType"] == "t3.medium"
+    alice.stop("alice")
+
+    assert alice.api("POST", "/users/alice/server", json={"size": "large"}).status_code in (201, 202)
+    alice.wait_ready("alice")
+    [resumed] = instances_of(ec2, "alice")
+    assert resumed["InstanceId"] == first["InstanceId"]
+    assert resumed["InstanceType"] == "m6i.4xlarge"
+    alice.stop("alice")
