@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test install install-test system-packages lint clean
+.PHONY: up test install install-test system-packages system-packages-test lint clean
 
 # Everything installs into the repository: .venv for Python, node_modules for the proxy.
 $(VENV)/.installed: pyproject.toml
@@ -30,9 +30,14 @@ system-packages:
 	    echo "s3fs-fuse is missing: users' S3 folders will not be mounted (apt-get install s3fs)"; \
 	  fi; }
 
+# The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
+system-packages-test: system-packages
+	@command -v chromium >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 install: system-packages $(VENV)/.installed node_modules/.installed
 
-install-test: install $(VENV)/.installed-test
+install-test: install system-packages-test $(VENV)/.installed-test
 
 up: install
 	$(PY) -m localcloud.up

@@ -178,9 +178,10 @@ def render_form(profiles: list[Profile], groups: Iterable[str], current: str | N
         checked = " checked" if p.slug == selected else ""
         cards.append(
             f'<div class="ec2hub-size card" data-size="{esc(p.slug)}">'
-            f'<label class="card-body"><input type="radio" name="size" value="{esc(p.slug)}"{checked}>'
-            f' <strong class="ec2hub-size-name">{esc(p.display_name)}</strong>'
-            f' <span class="ec2hub-price">${p.price_per_hour:.3f}/hour</span>'
+            f'<label class="card-body"><span class="ec2hub-size-head">'
+            f'<span><input type="radio" name="size" value="{esc(p.slug)}"{checked}>'
+            f' <strong class="ec2hub-size-name">{esc(p.display_name)}</strong></span>'
+            f' <span class="ec2hub-price">${p.price_per_hour:.3f}/hour</span></span>'
             f"<p>{esc(p.description)}</p>"
             f"<ul><li>{p.vcpu} vCPU</li><li>{p.memory_gib:g} GiB memory</li>{gpu}"
             f"<li><code>{esc(p.instance_type)}</code></li></ul></label>{spot}</div>"
@@ -188,6 +189,7 @@ def render_form(profiles: list[Profile], groups: Iterable[str], current: str | N
     style = (
         "<style>.ec2hub-sizes{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));"
         "gap:1em}.ec2hub-size{padding:.5em;border:1px solid #ccc;border-radius:6px}"
-        ".ec2hub-price{float:right;font-weight:bold}.ec2hub-spot{font-size:.9em;padding:0 1em}</style>"
+        ".ec2hub-size-head{display:flex;justify-content:space-between;margin-bottom:.5em}"
+        ".ec2hub-price{font-weight:bold}.ec2hub-spot{font-size:.9em;padding:0 1em}</style>"
     )
     return f'{style}<div class="ec2hub-sizes">{"".join(cards)}</div>'

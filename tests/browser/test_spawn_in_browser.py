@@ -1,0 +1,75 @@
+"""In a real browser: sign in, pick a size, watch the progress, land in JupyterLab, resize; Instances."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from localcloud.up import Stack
+from tests.browser.conftest import screenshot
+from tests.e2e.stack import HubClient, aws_client, instances_of, stack_env
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=234))
+    stack.start()
+    admin = HubClient(stack.settings.url)
+    admin.login("admin", stack.settings.admin_password)
+    assert admin.api("POST", "/groups/gpu-users", json={"users": []}).status_code == 201
+    yield stack
+    stack.stop()
+
+
+def sign_in(page, stack: Stack, user: str, password: str) -> None:
+    page.goto(f"{stack.settings.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+
+
+def spawn_with(page, size: str) -> None:
+    page.check(f'input[name="size"][value="{size}"]')
+    page.click('#spawn_form [type="submit"]')
+
+
+def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_page):
+    ec2 = aws_client(stack, "ec2")
+    page = new_page()
+    sign_in(page, stack, "alice", stack.settings.user_password)
+    page.wait_for_selector(".ec2hub-size")
+    sizes = page.locator(".ec2hub-size").evaluate_all("cards => cards.map(c => c.dataset.size)")
+    assert sizes == ["small", "medium", "large"], "no GPU size: alice is not in gpu-users"
+    expect(page.locator(".ec2hub-size[data-size=medium] .ec2hub-price")).to_have_text("$0.192/hour")
+    screenshot(page, "spawn-form")
+
+    spawn_with(page, "medium")
+    page.wait_for_url(re.compile(r".*/hub/spawn-pending/alice.*"))
+    expect(page.locator("#progress-bar")).to_be_visible()
+    screenshot(page, "progress")
+
+    page.wait_for_url(re.compile(r".*/user/alice/lab.*"), timeout=120_000)
+    listing = page.locator(".jp-DirListing-content")
+    expect(listing.get_by_text("s3", exact=True)).to_be_visible(timeout=120_000)
+    expect(listing.get_by_text("shared", exact=True)).to_be_visible()
+    screenshot(page, "jupyterlab")
+    [instance] = instances_of(ec2, "alice")
+    assert instance["InstanceType"] == "m6i.xlarge"
+
+    # Stop from the hub's home page, come back on a larger size: same instance, changed in place.
+    page.goto(f"{stack.settings.url}/hub/home")
+    page.click("#stop")
+    expect(page.locator("#stop")).to_be_hidden(timeout=120_000)
+    expect(page.locator("#start")).to_have_text("Start My Server", timeout=120_000)
+    page.click("#start")
+    page.wait_for_selector(".ec2hub-size")
+    expect(page.locator('input[name="size"][value="medium"]')).to_be_checked()
+    spawn_with(page, "large")
+    page.wait_for_url(re.compile(r".*/user/alice/lab.*"), timeout=120_000)
+    [resumed] = instances_of(ec2, "alice")
+    assert resumed["InstanceId"] == instance["InstanceId"]
+    assert resumed["InstanceType"] == "m6i.4xlarge"
