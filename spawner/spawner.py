@@ -516,6 +516,8 @@ class EC2Spawner(Spawner):
         if state == "stopping":
             await self._wait_for_state(instance_id, {"stopped"}, self.stop_timeout)
         self._emit(20, f"Starting your instance {instance_id} again; your home is on its disk")
+        if self.use_spot and instance.get("InstanceLifecycle") != "spot":
+            self._emit(20, "Your instance keeps on-demand pricing: spot applies to new instances only")
         await self._call(
             "modify_instance_attribute",
             InstanceId=instance_id,

@@ -88,3 +88,39 @@ def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size(stack, 
     assert resumed["InstanceId"] == first["InstanceId"]
     assert resumed["InstanceType"] == "m6i.4xlarge"
     alice.stop("alice")
+
+
+def test_progress_reports_real_phases_with_a_rising_bar(stack):
+    import json
+
+    dora = HubClient(stack.settings.url)
+    assert dora.login("dora", stack.settings.user_password).status_code == 302
+
+    assert dora.api("POST", "/users/dora/server", json={"size": "medium", "spot": True}).status_code in (
+        201,
+        202,
+    )
+    events = []
+    with dora.session.get(
+        f"{stack.settings.url}/hub/api/users/dora/server/progress",
+        headers={"X-XSRFToken": dora.session.cookies["_xsrf"]},
+        stream=True,
+        timeout=120,
+    ) as stream:
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                events.append(json.loads(line.removeprefix("data:")))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    break
+    dora.wait_ready("dora")
+    progress = [e["progress"] for e in events]
+    assert progress == sorted(progress) and progress[-1] == 100 and events[-1]["ready"]
+    messages = " | ".join(e["message"] for e in events)
+    # A server that is already up by the time the stream opens reports only "ready": the phases are
+    # then in the spawner's own log; when the stream opens early, they are all here in order.
+    if len(events) > 1:
+        for phase in ("Preparing your AWS identity", "pending", "running"):
+            assert phase in messages, messages
+    [instance] = instances_of(aws_client(stack, "ec2"), "dora")
+    assert instance.get("InstanceLifecycle") == "spot"
+    dora.stop("dora")
