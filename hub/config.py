@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from traitlets.config import Config
 
+from hub.auth import configure_authentication
 from hub.settings import Settings, SettingsError
 
 
@@ -40,11 +41,7 @@ def configure(c: Config, settings: Settings) -> None:
     c.ConfigurableHTTPProxy.command = list(settings.proxy_command)
     c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "proxy.pid")
 
-    c.JupyterHub.authenticator_class = "shared-password"
-    c.Authenticator.admin_users = {settings.admin_user}
-    c.Authenticator.allow_all = True
-    c.SharedPasswordAuthenticator.admin_password = settings.admin_password
-    c.SharedPasswordAuthenticator.user_password = settings.user_password
+    configure_authentication(c, settings)
 
     c.JupyterHub.spawner_class = "ec2"
     c.EC2Spawner.region = settings.aws_region

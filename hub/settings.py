@@ -10,8 +10,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# SharedPasswordAuthenticator refuses admin passwords shorter than this.
-ADMIN_PASSWORD_MIN_LENGTH = 32
+# The admin account can do everything: its password is long (and generated when not set).
+ADMIN_PASSWORD_MIN_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -67,7 +67,7 @@ class Settings:
     hub_connect_url: str = ""
     admin_user: str = "admin"
     admin_password: str = ""
-    user_password: str = ""
+    auth: str = "signup"
     hub_id: str = "ec2hub"
     aws_region: str = "us-east-1"
     aws_endpoint_url: str = ""
@@ -93,9 +93,6 @@ class Settings:
                 f"EC2HUB_ADMIN_PASSWORD must be at least {ADMIN_PASSWORD_MIN_LENGTH} characters"
                 " (unset it to have one generated)"
             )
-        user_password = env.get("EC2HUB_USER_PASSWORD") or read_or_create_secret(
-            secrets_dir / "user-password", length=12
-        )
         stop_behaviour = env.get("EC2HUB_STOP_BEHAVIOUR", "stop")
         if stop_behaviour not in ("stop", "terminate"):
             raise SettingsError(
@@ -114,7 +111,7 @@ class Settings:
             hub_connect_url=env.get("EC2HUB_HUB_CONNECT_URL", ""),
             admin_user=env.get("EC2HUB_ADMIN_USER", "admin"),
             admin_password=admin_password,
-            user_password=user_password,
+            auth=env.get("EC2HUB_AUTH", "signup"),
             hub_id=env.get("EC2HUB_HUB_ID", "ec2hub"),
             aws_region=env.get("EC2HUB_AWS_REGION", "us-east-1"),
             aws_endpoint_url=env.get("EC2HUB_AWS_ENDPOINT_URL", ""),

@@ -145,14 +145,14 @@ def banner(settings: Settings, outputs: dict, env: Mapping[str, str]) -> str:
     admin_password = (
         "(EC2HUB_ADMIN_PASSWORD)" if env.get("EC2HUB_ADMIN_PASSWORD") else settings.admin_password
     )
-    user_password = "(EC2HUB_USER_PASSWORD)" if env.get("EC2HUB_USER_PASSWORD") else settings.user_password
     return "\n".join(
         [
             "",
             "ec2hub is running on the local cloud.",
             f"  Open            {settings.url}",
             f"  Admin           {settings.admin_user} / {admin_password}",
-            f"  Other users     any name / {user_password}",
+            f"  New users       sign up at {settings.url}/hub/signup; the admin approves them at"
+            f" {settings.url}/hub/authorize",
             f"  AWS endpoint    {outputs['aws_endpoint_url']}"
             f" (AWS_CONFIG_FILE={outputs['config_file']}"
             f" AWS_SHARED_CREDENTIALS_FILE={outputs['credentials_file']} AWS_PROFILE=admin)",

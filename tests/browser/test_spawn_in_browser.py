@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from localcloud.up import Stack
 from tests.browser.conftest import screenshot
-from tests.e2e.stack import HubClient, aws_client, instances_of, stack_env
+from tests.e2e.stack import USER_PASSWORD, admin_client, approved_user, aws_client, instances_of, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.e2e
 def stack(tmp_path_factory):
     stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=234))
     stack.start()
-    admin = HubClient(stack.settings.url)
-    admin.login("admin", stack.settings.admin_password)
+    approved_user(stack, "alice")
+    admin = admin_client(stack)
     assert admin.api("POST", "/groups/gpu-users", json={"users": []}).status_code == 201
     yield stack
     stack.stop()
@@ -40,7 +40,7 @@ def spawn_with(page, size: str) -> None:
 def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_page):
     ec2 = aws_client(stack, "ec2")
     page = new_page()
-    sign_in(page, stack, "alice", stack.settings.user_password)
+    sign_in(page, stack, "alice", USER_PASSWORD)
     page.wait_for_selector(".ec2hub-size")
     sizes = page.locator(".ec2hub-size").evaluate_all("cards => cards.map(c => c.dataset.size)")
     assert sizes == ["small", "medium", "large"], "no GPU size: alice is not in gpu-users"

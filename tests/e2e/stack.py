@@ -49,6 +49,10 @@ def wait_for(check, timeout: float, what: str):
         delay = min(delay * 1.5, 0.5)
 
 
+# Users of the tests sign up with this password; an admin approves them (the default sign-in method).
+USER_PASSWORD = "correct horse battery staple 42"
+
+
 class HubClient:
     """A browser-like session: signs in through the login form, calls the REST API with its cookie."""
 
@@ -64,6 +68,24 @@ class HubClient:
             allow_redirects=False,
             timeout=30,
         )
+
+    def sign_up(self, username: str, password: str) -> requests.Response:
+        self.session.get(f"{self.base_url}/hub/signup", timeout=10)
+        return self.session.post(
+            f"{self.base_url}/hub/signup",
+            data={
+                "username": username,
+                "signup_password": password,
+                "signup_password_confirmation": password,
+                "_xsrf": self.session.cookies["_xsrf"],
+            },
+            timeout=30,
+        )
+
+    def approve(self, username: str) -> None:
+        """As an admin: flip the user's approval on the authorization page."""
+        response = self.session.get(f"{self.base_url}/hub/authorize/{username}", timeout=30)
+        assert response.status_code == 200, response.text
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", "")}
@@ -105,6 +127,25 @@ class HubClient:
             timeout=30,
             **kwargs,
         )
+
+
+def admin_client(stack: Stack) -> HubClient:
+    client = HubClient(stack.settings.url)
+    response = client.login(stack.settings.admin_user, stack.settings.admin_password)
+    assert response.status_code == 302, "the admin from the settings signs in"
+    return client
+
+
+def approved_user(stack: Stack, username: str, password: str = USER_PASSWORD) -> HubClient:
+    """A person who signed up, was approved by the admin, and is signed in (an existing one signs in)."""
+    client = HubClient(stack.settings.url)
+    if client.login(username, password).status_code == 302:
+        return client
+    client.sign_up(username, password)
+    admin_client(stack).approve(username)
+    response = client.login(username, password)
+    assert response.status_code == 302, f"{username} signs in once approved"
+    return client
 
 
 def aws_client(stack: Stack, service: str, profile: str = "admin"):

@@ -15,7 +15,7 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.kernel import Kernel
-from tests.e2e.stack import HubClient, aws_client, instances_of, stack_env
+from tests.e2e.stack import admin_client, approved_user, aws_client, instances_of, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -65,16 +65,12 @@ def bucket(stack):
 
 @pytest.fixture(scope="module")
 def kernels(stack, bucket):
-    admin = HubClient(stack.settings.url)
-    assert admin.login("admin", stack.settings.admin_password).status_code == 302
-    created = admin.api("POST", "/users", json={"usernames": ["alice", "carol"]})
-    assert created.status_code == 201, created.text
-    group = admin.api("POST", "/groups/physics", json={"users": ["carol"]})
+    clients = {user: approved_user(stack, user) for user in ("alice", "carol")}
+    group = admin_client(stack).api("POST", "/groups/physics", json={"users": ["carol"]})
     assert group.status_code == 201, group.text
 
     def start(user: str) -> Kernel:
-        client = HubClient(stack.settings.url)
-        assert client.login(user, stack.settings.user_password).status_code == 302
+        client = clients[user]
         client.start(user)
         client.wait_ready(user)
         return Kernel(stack.settings.url, user, client.token(user))
@@ -172,22 +168,19 @@ def test_the_users_prefix_is_a_folder_in_the_home_and_shared_is_read_only(stack,
     objects = aws_client(stack, "s3").list_objects_v2(Bucket=bucket, Prefix="users/alice/")
     assert "users/alice/mounted.parquet" in {o["Key"] for o in objects["Contents"]}
 
-    client = HubClient(stack.settings.url)
-    client.login("alice", stack.settings.user_password)
+    client = approved_user(stack, "alice")
     listing = client.user_api("alice", client.token("alice"), "GET", "/contents")
     assert {"s3", "shared"} <= {item["name"] for item in listing.json()["content"]}
 
 
 def test_group_membership_takes_effect_at_the_next_start(stack, kernels):
-    admin = HubClient(stack.settings.url)
-    admin.login("admin", stack.settings.admin_password)
+    admin = admin_client(stack)
     added = admin.api("POST", "/groups/physics/users", json={"users": ["alice"]})
     assert added.status_code == 200, added.text
     checks = """{"put": lambda: s3.put_object(Bucket=bucket, Key="groups/physics/alice.csv", Body=b"3")}"""
     assert probe(kernels["alice"], checks) == {"put": "AccessDenied"}, "not before her next start"
 
-    alice = HubClient(stack.settings.url)
-    alice.login("alice", stack.settings.user_password)
+    alice = approved_user(stack, "alice")
     alice.stop("alice")
     alice.start("alice")
     alice.wait_ready("alice")
@@ -208,8 +201,7 @@ def test_deleting_a_user_removes_their_role_and_instance_and_keeps_their_data(st
         .ok
     )
     [instance] = instances_of(ec2, "carol")
-    admin = HubClient(stack.settings.url)
-    admin.login("admin", stack.settings.admin_password)
+    admin = admin_client(stack)
     deleted = admin.api("DELETE", "/users/carol")
     assert deleted.status_code == 204, deleted.text
 

@@ -14,7 +14,7 @@ import pytest
 from hub.settings import REPO_ROOT
 from localcloud.up import Stack
 from tests.e2e.stack import (
-    HubClient,
+    approved_user,
     aws_client,
     instances_of,
     processes_under,
@@ -87,8 +87,7 @@ def test_ctrl_c_stops_everything_and_a_second_run_finds_it_all_again(tmp_path):
         banner = log.read_text()
         assert f"Open            {stack.settings.url}" in banner
         assert f"Admin           admin / {stack.settings.admin_password}" in banner
-        alice = HubClient(stack.settings.url)
-        assert alice.login("alice", stack.settings.user_password).status_code == 302
+        alice = approved_user(stack, "alice")
         alice.start("alice")
         alice.wait_ready("alice")
         token = alice.token("alice")
@@ -111,8 +110,7 @@ def test_ctrl_c_stops_everything_and_a_second_run_finds_it_all_again(tmp_path):
         body = aws_client(stack, "s3").get_object(Bucket=stack.outputs["bucket"], Key="shared/readme.txt")
         assert body["Body"].read() == b"hello, data"
 
-        alice = HubClient(stack.settings.url)
-        assert alice.login("alice", stack.settings.user_password).status_code == 302
+        alice = approved_user(stack, "alice")
         assert alice.server("alice") is None, "the hub sees that alice's instance is stopped"
         alice.start("alice")
         alice.wait_ready("alice")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localcloud.up import Stack
-from tests.e2e.stack import HubClient, aws_client, instances_of, stack_env
+from tests.e2e.stack import approved_user, aws_client, instances_of, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +22,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def alice(stack):
-    client = HubClient(stack.settings.url)
-    assert client.login("alice", stack.settings.user_password).status_code == 302
-    return client
+    return approved_user(stack, "alice")
 
 
 @pytest.mark.parametrize(
@@ -93,8 +91,7 @@ def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size(stack, 
 def test_progress_reports_real_phases_with_a_rising_bar(stack):
     import json
 
-    dora = HubClient(stack.settings.url)
-    assert dora.login("dora", stack.settings.user_password).status_code == 302
+    dora = approved_user(stack, "dora")
 
     assert dora.api("POST", "/users/dora/server", json={"size": "medium", "spot": True}).status_code in (
         201,

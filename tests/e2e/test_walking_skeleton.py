@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from localcloud.up import Stack
 from tests.e2e.stack import (
     HubClient,
+    approved_user,
     audit_entries,
     aws_client,
     instances_of,
@@ -43,10 +44,7 @@ def ec2(stack):
 
 
 def signed_in(stack: Stack, user: str) -> HubClient:
-    client = HubClient(stack.settings.url)
-    response = client.login(user, stack.settings.user_password)
-    assert response.status_code == 302, "sign-in with the user password should redirect into the hub"
-    return client
+    return approved_user(stack, user)
 
 
 def refuses_connections(ip: str, port: int) -> bool:
