@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyterhub.spawner import Spawner
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from spawner.profiles import DEFAULT_PROFILES, Profile, parse_choice, parse_form, render_form, validate_choice
 
@@ -22,8 +22,8 @@ def apply_size_choice(spawner: EC2SpawnerConfig, user_options: dict) -> None:
     spawner.use_spot = spot
 
 
-class EC2SpawnerConfig(Spawner):
-    """Runs each user server on its own EC2 instance, launched from the ec2hub image.
+class EC2SpawnerConfig(LoggingConfigurable):
+    """Every option of EC2Spawner; see `spawner.spawner.EC2Spawner` for what it does with them.
 
     A stopped server keeps its instance (and the disk with the user's home) unless
     `stop_behaviour` is "terminate"; the next start boots the same instance again.

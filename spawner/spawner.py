@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from jupyterhub.spawner import SpawnException
+from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import AnyTimeoutError, exponential_backoff
 from traitlets import Unicode
 
@@ -28,7 +28,7 @@ DEFAULT_SERVER_TAG = "/"
 STATE_VERSION = 1
 
 
-class EC2Spawner(EC2SpawnerConfig):
+class EC2Spawner(EC2SpawnerConfig, Spawner):
     """Runs each user server on its own EC2 instance, launched from the ec2hub image.
 
     A stopped server keeps its instance (and the disk with the user's home) unless
