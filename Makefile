@@ -31,9 +31,15 @@ system-packages:
 	  fi; }
 
 # The browser tests drive Debian's chromium (never a browser downloaded by a test tool).
+# The LDAP tests run their own slapd: the package is told to create no directory of its own, so the
+# system slapd service has nothing to serve and never needs to run.
 system-packages-test: system-packages
 	@command -v chromium >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ [ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null; } || { \
+	  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections && \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
 
 install: system-packages $(VENV)/.installed node_modules/.installed
 
