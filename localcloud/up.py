@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 
 from hub.settings import REPO_ROOT, Settings
 from localcloud.provision import hub_environment
@@ -122,6 +124,17 @@ class Stack:
 
     def stop_hub(self) -> None:
         _end(self.hub, STOP_TIMEOUT)
+        # The hub stops its proxy when it shuts down cleanly; one stopped half-way through its own
+        # start leaves the proxy (a session of its own) behind: end it by its pid file.
+        pid_file = self.settings.state_dir / "hub" / "proxy.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().find(b"configurable-http-proxy") >= 0:
+                os.kill(pid, signal.SIGTERM)
+        pid_file.unlink(missing_ok=True)
 
     def stop_cloud(self) -> None:
         _end(self.cloud, STOP_TIMEOUT)
