@@ -7,10 +7,12 @@ PY := $(VENV)/bin/python
 .PHONY: up test install install-test system-packages system-packages-test lint clean
 
 # Everything installs into the repository: .venv for Python, node_modules for the proxy.
-$(VENV)/.installed: pyproject.toml
+# The local cloud boots its instances from this venv, so it also carries the user environment (the
+# "AMI"): the same pinned requirements the real AMI and the user image install.
+$(VENV)/.installed: pyproject.toml images/user/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[local]'
+	$(VENV)/bin/pip install --quiet -e '.[local]' -r images/user/requirements.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml

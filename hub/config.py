@@ -54,3 +54,8 @@ def configure(c: Config, settings: Settings) -> None:
     c.EC2Spawner.stop_behaviour = settings.stop_behaviour
     c.EC2Spawner.bucket = settings.bucket
     c.EC2Spawner.user_boundary_arn = settings.user_boundary_arn
+
+    from hub.instances import HUB_TEMPLATES, configure_instances_service
+
+    configure_instances_service(c, settings)
+    c.JupyterHub.template_paths = [str(HUB_TEMPLATES), *c.JupyterHub.get("template_paths", [])]

@@ -1,0 +1,45 @@
+"""`python -m hub.instances`: run the Instances service where the hub that manages it says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuth
+
+from hub.instances.app import HubInstances, HubUsers, ServiceSettings, make_app
+
+
+async def serve() -> None:
+    service = ServiceSettings.from_env()
+    # Demoting an admin in the hub locks them out of this page within a minute, not the default five.
+    hub_auth = HubOAuth(cache_max_age=60)
+    app = make_app(
+        service,
+        hub_auth=hub_auth,
+        instances=HubInstances(service.hub_id, service.region, service.endpoint_url),
+        hub_users=HubUsers(hub_auth.api_url, hub_auth.api_token),
+    )
+    url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    app.listen(url.port or 80, address=url.hostname or "127.0.0.1")
+    logging.getLogger("ec2hub.instances").info(
+        "Instances page listening on %s%s", url.geturl(), service.prefix
+    )
+    # The hub stops its managed services with SIGINT, then SIGTERM: either is a clean exit.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The Instances service's web app: hub OAuth for admins only, the list page, and stop/terminate actions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from botocore.exceptions import BotoCoreError, ClientError
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from hub.instances.inventory import (
+    HubServers,
+    NotThisHub,
+    check_belongs_to_hub,
+    hub_servers_from_users,
+    instance_rows,
+    tags_of,
+)
+from spawner import aws
+from spawner.profiles import DEFAULT_PROFILES, Profile
+from spawner.spawner import TAG_HUB, TAG_USER
+
+log = logging.getLogger("ec2hub.instances")
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# EC2 operation of each action an admin may take from the page.
+ACTIONS = {"stop": "stop_instances", "terminate": "terminate_instances"}
+
+INSTANCE_ID = r"i-[0-9a-f]{8,17}"
+
+NOT_TERMINATED = ["pending", "running", "shutting-down", "stopping", "stopped"]
+
+# The largest page the hub's REST API gives (JupyterHub's api_page_max_limit default).
+HUB_PAGE_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the service needs to know, from the environment the hub starts it with."""
+
+    hub_id: str
+    region: str
+    endpoint_url: str
+    profiles: tuple[Profile, ...]
+    prefix: str
+    hub_prefix: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = os.environ if env is None else env
+        raw_profiles = env.get("EC2HUB_INSTANCES_PROFILES")
+        profiles = json.loads(raw_profiles) if raw_profiles else DEFAULT_PROFILES
+        return cls(
+            hub_id=env.get("EC2HUB_HUB_ID", "ec2hub"),
+            region=env.get("EC2HUB_AWS_REGION", "us-east-1"),
+            endpoint_url=env.get("EC2HUB_AWS_ENDPOINT_URL", ""),
+            profiles=tuple(Profile.from_config(p) for p in profiles),
+            prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/instances/"),
+            hub_prefix=url_path_join(env.get("JUPYTERHUB_BASE_URL", "/"), "hub/"),
+        )
+
+
+class HubInstances:
+    """This hub's instances in EC2, through the hub's credentials, off the event loop."""
+
+    def __init__(self, hub_id: str, region: str, endpoint_url: str) -> None:
+        self.hub_id = hub_id
+        self._client = aws.client("ec2", region, endpoint_url)
+
+    def _describe_all(self, **kwargs: Any) -> list[dict]:
+        paginator = self._client.get_paginator("describe_instances")
+        return [
+            i for page in paginator.paginate(**kwargs) for r in page["Reservations"] for i in r["Instances"]
+        ]
+
+    async def list(self) -> list[dict]:
+        filters = [
+            {"Name": f"tag:{TAG_HUB}", "Values": [self.hub_id]},
+            {"Name": "instance-state-name", "Values": NOT_TERMINATED},
+        ]
+        return await aws.run(self._describe_all, Filters=filters)
+
+    async def find(self, instance_id: str) -> dict | None:
+        try:
+            found = await aws.run(self._describe_all, InstanceIds=[instance_id])
+        except ClientError as e:
+            if aws.is_not_found(e):
+                return None
+            raise
+        return found[0] if found else None
+
+    async def act(self, action: str, instance_id: str) -> None:
+        await aws.call(self._client, ACTIONS[action], InstanceIds=[instance_id])
+
+
+class HubUsers:
+    """The hub's users and their servers (stopped ones too), read with the service's own token."""
+
+    def __init__(self, api_url: str, api_token: str) -> None:
+        self.api_url = api_url
+        self.api_token = api_token
+
+    async def servers(self) -> HubServers:
+        users: list[dict] = []
+        offset = 0
+        while True:
+            query = urlencode({"include_stopped_servers": 1, "offset": offset, "limit": HUB_PAGE_LIMIT})
+            request = HTTPRequest(
+                url_path_join(self.api_url, "users") + f"?{query}",
+                headers={
+                    "Authorization": f"token {self.api_token}",
+                    "Accept": "application/jupyterhub-pagination+json",
+                },
+                request_timeout=30,
+            )
+            response = await AsyncHTTPClient().fetch(request)
+            page = json.loads(response.body)
+            users.extend(page["items"])
+            following = page["_pagination"].get("next")
+            if not following:
+                return hub_servers_from_users(users)
+            offset = following["offset"]
+
+
+def is_admin_user(model: Mapping) -> bool:
+    """Only a hub user with the admin flag set: not a service, whatever scopes it holds."""
+    return model.get("kind", "user") == "user" and model.get("admin") is True
+
+
+class AdminOnlyHandler(HubOAuthenticated, web.RequestHandler):
+    """Base of every page of the service: signed in through the hub, and an admin, or 403.
+
+    JupyterHub's `access:services` scope lets a user through the OAuth step; being allowed to
+    reach the service is not being an admin, so the admin flag is checked here on every request.
+    """
+
+    def initialize(self) -> None:
+        self.hub_auth = self.settings["hub_auth"]
+        self.admin: dict | None = None
+
+    def check_hub_user(self, model: dict) -> dict:
+        model = super().check_hub_user(model)
+        if not is_admin_user(model):
+            raise UserNotAllowed(model)
+        return model
+
+    async def prepare(self) -> None:
+        # Asking the hub here, not in tornado's synchronous get_current_user, keeps the event loop free.
+        model = await self.hub_auth.get_user(self, sync=False)
+        if model:
+            try:
+                self.admin = self.current_user = self.check_hub_user(model)
+            except UserNotAllowed:
+                raise web.HTTPError(403, "Only hub administrators can see and manage instances.") from None
+            return
+        if self.request.method not in ("GET", "HEAD"):
+            raise web.HTTPError(403, "Sign in to the hub as an administrator first.")
+        # Not signed in to the service yet: through the hub's OAuth, then back here.
+        self.redirect(self.get_login_url())
+
+    @property
+    def service(self) -> ServiceSettings:
+        return self.settings["service"]
+
+    def render_page(self, template: str, **values: Any) -> None:
+        page = self.settings["templates"].get_template(template)
+        self.finish(
+            page.render(
+                prefix=self.service.prefix,
+                hub_prefix=self.service.hub_prefix,
+                user=self.admin,
+                **values,
+            )
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = error.log_message if isinstance(error, web.HTTPError) and error.log_message else ""
+        self.render_page("error.html", status_code=status_code, reason=self._reason, message=message)
+
+
+class InstancesPage(AdminOnlyHandler):
+    async def get(self) -> None:
+        try:
+            instances, hub_servers = await asyncio.gather(
+                self.settings["instances"].list(), self.settings["hub_users"].servers()
+            )
+        except (ClientError, BotoCoreError) as e:
+            log.error("Could not list instances: %s", e)
+            raise web.HTTPError(503, "AWS did not answer the list of instances; reload in a minute.") from e
+        except (HTTPClientError, OSError) as e:
+            log.error("Could not read the hub's users: %s", e)
+            raise web.HTTPError(
+                503, "The hub did not answer the list of its users; reload in a minute."
+            ) from e
+        now = self.settings["clock"]()
+        rows = instance_rows(instances, hub_servers, self.service.profiles, now)
+        done = self.get_query_argument("done", "")
+        done_id = self.get_query_argument("instance", "")
+        notice = ""
+        if done in ACTIONS and re.fullmatch(INSTANCE_ID, done_id):
+            notice = f"Asked EC2 to {done} instance {done_id}."
+        self.render_page(
+            "instances.html",
+            rows=rows,
+            notice=notice,
+            hub_id=self.service.hub_id,
+            xsrf=self.xsrf_token.decode("ascii"),
+        )
+
+
+class InstanceAction(AdminOnlyHandler):
+    async def post(self, instance_id: str) -> None:
+        action = self.get_body_argument("action", "")
+        if action not in ACTIONS:
+            raise web.HTTPError(400, f"Unknown action {action!r}: use stop or terminate.")
+        instances: HubInstances = self.settings["instances"]
+        try:
+            instance = await instances.find(instance_id)
+        except (ClientError, BotoCoreError) as e:
+            log.error("Could not describe %s: %s", instance_id, e)
+            raise web.HTTPError(503, f"AWS did not answer about {instance_id}; try again in a minute.") from e
+        if instance is None:
+            raise web.HTTPError(404, f"There is no instance {instance_id}.")
+        try:
+            check_belongs_to_hub(instance, self.service.hub_id)
+        except NotThisHub as e:
+            raise web.HTTPError(400, str(e)) from e
+        try:
+            await instances.act(action, instance_id)
+        except (ClientError, BotoCoreError) as e:
+            log.error("%s of %s failed: %s", action, instance_id, e)
+            if aws.error_code(e) == "IncorrectInstanceState":
+                state = instance["State"]["Name"]
+                raise web.HTTPError(409, f"Instance {instance_id} is {state}: it cannot {action} now.") from e
+            raise web.HTTPError(502, f"AWS refused to {action} {instance_id}; see the service log.") from e
+        log.info(
+            "%s asked EC2 to %s instance %s of user %s",
+            self.admin["name"],
+            action,
+            instance_id,
+            tags_of(instance).get(TAG_USER, "?"),
+        )
+        self.redirect(
+            f"{self.service.prefix}?{urlencode({'done': action, 'instance': instance_id})}", status=303
+        )
+
+
+class NotFound(AdminOnlyHandler):
+    """Any other URL: 404 for admins, and, like everything else here, 403 for anyone else."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if not self._finished:
+            raise web.HTTPError(404)
+
+
+class OAuthCallback(HubOAuthCallbackHandler):
+    """Completes the hub's OAuth with the same HubOAuth as the pages (not the process-wide one)."""
+
+    def initialize(self) -> None:
+        self.hub_auth = self.settings["hub_auth"]
+
+
+def make_app(
+    service: ServiceSettings,
+    *,
+    hub_auth: HubOAuth,
+    instances: Any,
+    hub_users: Any,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> web.Application:
+    prefix = service.prefix
+    templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    return web.Application(
+        [
+            (prefix, InstancesPage),
+            (url_path_join(prefix, "oauth_callback"), OAuthCallback),
+            (url_path_join(prefix, f"({INSTANCE_ID})"), InstanceAction),
+            (url_path_join(prefix, ".*"), NotFound),
+            (r".*", NotFound),
+        ],
+        service=service,
+        hub_auth=hub_auth,
+        instances=instances,
+        hub_users=hub_users,
+        clock=clock,
+        templates=templates,
+        # Signs the OAuth state and xsrf cookies only; a restart just sends admins through OAuth again.
+        cookie_secret=secrets.token_bytes(32),
+        xsrf_cookies=True,
+    )

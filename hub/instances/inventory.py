@@ -1,0 +1,164 @@
+"""What the Instances page shows about each instance: owner, size, uptime, cost so far, orphan or not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from spawner.profiles import Profile
+from spawner.spawner import DEFAULT_SERVER_TAG, TAG_HUB, TAG_SERVER, TAG_USER
+
+# States in which EC2 bills the instance's compute (and in which it should be serving someone).
+BILLED_STATES = ("pending", "running")
+
+# The hub's view of its users: user name -> server name ("" for the default) -> the hub's server model.
+HubServers = Mapping[str, Mapping[str, Mapping]]
+
+
+class NotThisHub(ValueError):
+    """The instance is not tagged for this hub: the page must not touch it."""
+
+
+def tags_of(instance: Mapping) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+
+
+def check_belongs_to_hub(instance: Mapping, hub_id: str) -> None:
+    """Raise NotThisHub unless the instance carries this hub's `ec2hub:hub` tag."""
+    if tags_of(instance).get(TAG_HUB) != hub_id:
+        raise NotThisHub(
+            f"Instance {instance.get('InstanceId', '?')} does not belong to this hub ({hub_id})."
+        )
+
+
+def server_name(tag: str) -> str:
+    """The hub's name of the server an `ec2hub:server` tag stands for ("" for the default server)."""
+    return "" if tag == DEFAULT_SERVER_TAG else tag
+
+
+def size_for(instance_type: str, profiles: Iterable[Profile]) -> Profile | None:
+    """The first size whose instance type this is, or None for a type no size offers."""
+    return next((p for p in profiles if p.instance_type == instance_type), None)
+
+
+def hours_running(instance: Mapping, now: datetime) -> float:
+    """Hours since EC2 last started the instance (LaunchTime resets at each start), 0 when not billed."""
+    if instance["State"]["Name"] not in BILLED_STATES:
+        return 0.0
+    return max((now - instance["LaunchTime"]).total_seconds(), 0.0) / 3600
+
+
+def hourly_price(instance: Mapping, profile: Profile | None) -> float | None:
+    """Estimated USD per hour: the size's on-demand price, or its typical spot price for spot instances."""
+    if profile is None:
+        return None
+    if instance.get("InstanceLifecycle") == "spot" and profile.spot:
+        return profile.spot_price_per_hour
+    return profile.price_per_hour
+
+
+def cost_so_far(instance: Mapping, profile: Profile | None, now: datetime) -> float | None:
+    """Estimated USD of compute since the current start; None when no size tells the price."""
+    price = hourly_price(instance, profile)
+    if price is None:
+        return None
+    return price * hours_running(instance, now)
+
+
+def format_cost(cost: float | None) -> str:
+    return "$?" if cost is None else f"${cost:.4f}"
+
+
+def format_uptime(instance: Mapping, now: datetime) -> str:
+    """How long the instance has been up, e.g. "2d 03h", "1h 05m", "4m 09s"; "-" when it is not up."""
+    if instance["State"]["Name"] not in BILLED_STATES:
+        return "-"
+    seconds = int(hours_running(instance, now) * 3600)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds:02d}s"
+
+
+def orphan_reason(user: str, server: str, state: str, hub_servers: HubServers) -> str:
+    """Why no hub server owns this instance, or "" when one does.
+
+    A stopped instance of an existing but stopped server is the normal "stop keeps the disk" case;
+    a billed instance of a server the hub thinks is stopped is running for no one.
+    """
+    if user not in hub_servers:
+        return f"the hub has no user {user!r}"
+    servers = hub_servers[user]
+    if server not in servers:
+        label = "default server" if server == "" else f"server {server!r}"
+        return f"{user} has no {label}"
+    if state in BILLED_STATES and servers[server].get("stopped", False):
+        return f"the hub says this server is stopped, but the instance is {state}"
+    return ""
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """One line of the Instances page."""
+
+    instance_id: str
+    user: str
+    server: str
+    size: str
+    instance_type: str
+    state: str
+    private_ip: str
+    launched: str
+    uptime: str
+    cost: str
+    orphan_reason: str
+
+    @property
+    def orphan(self) -> bool:
+        return bool(self.orphan_reason)
+
+    @property
+    def server_label(self) -> str:
+        return self.server or "default"
+
+
+def instance_row(
+    instance: Mapping, hub_servers: HubServers, profiles: Iterable[Profile], now: datetime
+) -> InstanceRow:
+    tags = tags_of(instance)
+    user = tags.get(TAG_USER, "")
+    server = server_name(tags.get(TAG_SERVER, DEFAULT_SERVER_TAG))
+    state = instance["State"]["Name"]
+    profile = size_for(instance.get("InstanceType", ""), profiles)
+    return InstanceRow(
+        instance_id=instance["InstanceId"],
+        user=user,
+        server=server,
+        size=profile.display_name if profile else "unknown",
+        instance_type=instance.get("InstanceType", ""),
+        state=state,
+        private_ip=instance.get("PrivateIpAddress", ""),
+        launched=instance["LaunchTime"].strftime("%Y-%m-%d %H:%M UTC"),
+        uptime=format_uptime(instance, now),
+        cost=format_cost(cost_so_far(instance, profile, now)),
+        orphan_reason=orphan_reason(user, server, state, hub_servers),
+    )
+
+
+def instance_rows(
+    instances: Iterable[Mapping], hub_servers: HubServers, profiles: Iterable[Profile], now: datetime
+) -> list[InstanceRow]:
+    """The page's rows: orphans first (they need attention), then by user, server and launch time."""
+    profiles = list(profiles)
+    rows = [instance_row(i, hub_servers, profiles, now) for i in instances]
+    return sorted(rows, key=lambda r: (not r.orphan, r.user, r.server, r.launched, r.instance_id))
+
+
+def hub_servers_from_users(users: Iterable[Mapping]) -> dict[str, dict[str, Mapping]]:
+    """User models of the hub REST API (with stopped servers) to user -> server name -> server model."""
+    return {u["name"]: dict(u.get("servers") or {}) for u in users}
