@@ -19,6 +19,13 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
+# checkov (Terraform checks) pins boto3 below the project's, so it gets a venv of its own.
+CHECKOV_VERSION := 3.3.30
+.venv-checkov/.installed:
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -38,6 +45,8 @@ system-packages:
 system-packages-test: system-packages
 	@command -v chromium >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v packer >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq packer >/dev/null; }
 	@{ [ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null; } || { \
 	  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections && \
 	  apt-get update -qq && \
@@ -45,7 +54,7 @@ system-packages-test: system-packages
 
 install: system-packages $(VENV)/.installed node_modules/.installed
 
-install-test: install system-packages-test $(VENV)/.installed-test
+install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov/.installed
 
 up: install
 	$(PY) -m localcloud.up

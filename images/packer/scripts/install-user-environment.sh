@@ -1,0 +1,42 @@
+#!/bin/bash
+# The user environment of every instance: Python with the pinned requirements, s3fs-fuse, the
+# bootstrap, the `jupyter` user, and cloud-init running user-data at every boot.
+set -euxo pipefail
+export DEBIAN_FRONTEND=noninteractive
+staged=/tmp/ec2hub
+
+apt-get update -q
+apt-get upgrade -y -q
+apt-get install -y -q --no-install-recommends python3-venv python3-dev build-essential s3fs fuse3 git
+
+if [ "${EC2HUB_GPU:-0}" = 1 ]; then
+  nvidia-smi  # the driver loaded after the reboot: fail the build here, not on a user's first notebook
+  # The same TensorFlow release, with the CUDA libraries as wheels instead of the CPU-only build.
+  sed -i -E 's/^tensorflow-cpu==(.*)$/tensorflow[and-cuda]==\1/' "$staged/requirements.txt"
+fi
+
+install -d -m 0755 /opt/ec2hub
+python3 -m venv /opt/ec2hub/venv
+/opt/ec2hub/venv/bin/pip install --no-cache-dir --upgrade pip
+/opt/ec2hub/venv/bin/pip install --no-cache-dir -r "$staged/requirements.txt"
+install -m 0644 "$staged/requirements.txt" /opt/ec2hub/requirements.txt
+
+# The bootstrap and what sits beside it; user-data runs `exec ec2hub-bootstrap` with cloud-init's
+# PATH, so a launcher in /usr/local/bin runs it with the environment's Python and tools.
+cp -r "$staged/bootstrap" /opt/ec2hub/bootstrap
+chmod 0755 /opt/ec2hub/bootstrap/ec2hub-bootstrap
+install -m 0755 "$staged/files/ec2hub-bootstrap-launcher" /usr/local/bin/ec2hub-bootstrap
+
+# The server's user (the bootstrap mounts ~/s3 as root, then becomes this user).
+id jupyter >/dev/null 2>&1 || useradd --create-home --uid 1001 --shell /bin/bash jupyter
+# s3fs mounts with allow_other so that the server's user reads what root mounted.
+grep -q '^user_allow_other' /etc/fuse.conf || echo user_allow_other >> /etc/fuse.conf
+
+# cloud-init runs user-data at every boot, not only the first: a stopped server that is started
+# again boots with the settings the hub wrote just before its start.
+install -m 0644 "$staged/files/90-ec2hub-user-data-every-boot.cfg" /etc/cloud/cloud.cfg.d/
+
+# Leave no trace of the build: the first boot of every instance is a first boot.
+rm -rf "$staged"
+apt-get clean
+cloud-init clean --logs --seed

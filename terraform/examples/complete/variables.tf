@@ -1,0 +1,62 @@
+variable "region" {
+  description = "AWS region to deploy the hub in."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name, e.g. us-east-1."
+  }
+}
+
+variable "user_ami_id" {
+  description = "AMI of user instances, built with images/packer (`packer build images/packer`)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]+$", var.user_ami_id))
+    error_message = "user_ami_id must be an AMI id (ami-...)."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate ARN of the hub's domain (e.g. hub.example.org), in the same region."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "hub_image" {
+  description = "The hub's container image (the repository's Dockerfile pushed to ECR)."
+  type        = string
+
+  validation {
+    condition     = length(var.hub_image) > 0
+    error_message = "hub_image must not be empty."
+  }
+}
+
+variable "allowed_cidrs" {
+  description = "IPv4 ranges that may open the hub."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for c in var.allowed_cidrs : can(cidrnetmask(c))])
+    error_message = "allowed_cidrs must hold IPv4 CIDR blocks."
+  }
+}
+
+variable "alarm_emails" {
+  description = "E-mail addresses that receive the alarms."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alarm_emails : can(regex("^[^@\\s]+@[^@\\s]+$", e))])
+    error_message = "alarm_emails must be e-mail addresses."
+  }
+}

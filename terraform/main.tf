@@ -1,0 +1,92 @@
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:Only the first two zones are used (slice below), so a zone AWS adds later changes nothing; set var.azs to pin them by name.
+  count = length(var.azs) == 0 ? 1 : 0
+
+  state = "available"
+}
+
+locals {
+  hub_id         = coalesce(var.hub_id, var.name)
+  azs            = length(var.azs) > 0 ? var.azs : slice(data.aws_availability_zones.available[0].names, 0, 2)
+  bucket         = coalesce(var.bucket, "${var.name}-data-${data.aws_caller_identity.current.account_id}-${data.aws_region.current.name}")
+  log_group_name = "/ec2hub/${var.name}/hub"
+  tags           = merge(var.tags, { "ec2hub:deployment" = var.name })
+
+  # What the hub reads (hub/settings.py); the hub module adds EC2HUB_SECURITY_GROUP_IDS (its user group).
+  base_environment = merge(var.hub_environment, {
+    EC2HUB_AWS_REGION        = data.aws_region.current.name
+    EC2HUB_AMI_ID            = var.user_ami_id
+    EC2HUB_SUBNET_IDS        = join(",", module.network.private_subnet_ids)
+    EC2HUB_BUCKET            = module.storage.bucket
+    EC2HUB_USER_BOUNDARY_ARN = module.iam.user_boundary_arn
+    EC2HUB_HUB_ID            = local.hub_id
+    EC2HUB_INSTANCE_TYPE     = var.user_instance_type
+  })
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name                 = var.name
+  azs                  = local.azs
+  vpc_cidr             = var.vpc_cidr
+  private_subnet_cidrs = var.private_subnet_cidrs
+  public_subnet_cidrs  = var.public_subnet_cidrs
+  enable_nat_gateway   = var.enable_nat_gateway
+  tags                 = local.tags
+}
+
+module "storage" {
+  source = "./modules/storage"
+
+  bucket                             = local.bucket
+  force_destroy                      = var.bucket_force_destroy
+  noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
+  tags                               = local.tags
+}
+
+module "iam" {
+  source = "./modules/iam"
+
+  name                   = var.name
+  hub_id                 = local.hub_id
+  bucket                 = module.storage.bucket
+  boundary_name          = var.boundary_name
+  log_group_name         = local.log_group_name
+  trusted_principal_arns = var.trusted_principal_arns
+  tags                   = local.tags
+}
+
+module "hub" {
+  source = "./modules/hub"
+
+  name                  = var.name
+  create_instance       = var.create_hub_instance
+  vpc_id                = module.network.vpc_id
+  private_subnet_ids    = module.network.private_subnet_ids
+  public_subnet_ids     = module.network.public_subnet_ids
+  certificate_arn       = var.certificate_arn
+  allowed_cidrs         = var.allowed_cidrs
+  hub_ami_id            = var.hub_ami_id
+  instance_type         = var.hub_instance_type
+  instance_profile_name = module.iam.hub_instance_profile_name
+  hub_image             = var.hub_image
+  hub_environment       = local.base_environment
+  log_group_name        = module.monitoring.log_group_name
+  deletion_protection   = var.hub_deletion_protection
+  tags                  = local.tags
+}
+
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  name                    = var.name
+  log_group_name          = local.log_group_name
+  alb_arn_suffix          = module.hub.alb_arn_suffix
+  target_group_arn_suffix = module.hub.target_group_arn_suffix
+  alarm_emails            = var.alarm_emails
+  tags                    = local.tags
+}

@@ -1,0 +1,34 @@
+output "user_security_group_id" {
+  description = "Security group of user instances (EC2HUB_SECURITY_GROUP_IDS): the server port from the hub only."
+  value       = aws_security_group.users.id
+}
+
+output "hub_security_group_id" {
+  description = "Security group of the hub instance."
+  value       = aws_security_group.hub.id
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the load balancer: point the hub's domain (CNAME or alias) at it."
+  value       = one(aws_lb.hub[*].dns_name)
+}
+
+output "alb_arn_suffix" {
+  description = "ARN suffix of the load balancer (CloudWatch dimension)."
+  value       = one(aws_lb.hub[*].arn_suffix)
+}
+
+output "target_group_arn_suffix" {
+  description = "ARN suffix of the hub's target group (CloudWatch dimension)."
+  value       = one(aws_lb_target_group.hub[*].arn_suffix)
+}
+
+output "hub_instance_id" {
+  description = "ID of the hub instance."
+  value       = one(aws_instance.hub[*].id)
+}
+
+output "database_volume_id" {
+  description = "ID of the encrypted EBS volume with the hub's database."
+  value       = one(aws_ebs_volume.database[*].id)
+}

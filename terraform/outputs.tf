@@ -1,0 +1,64 @@
+output "hub_environment" {
+  description = "The EC2HUB_* variables the hub reads (hub/settings.py), as the hub instance gets them."
+  value       = merge(local.base_environment, { EC2HUB_SECURITY_GROUP_IDS = module.hub.user_security_group_id })
+}
+
+output "aws_region" {
+  description = "EC2HUB_AWS_REGION: the region of the deployment."
+  value       = data.aws_region.current.name
+}
+
+output "ami_id" {
+  description = "EC2HUB_AMI_ID: the AMI of user instances."
+  value       = var.user_ami_id
+}
+
+output "subnet_ids" {
+  description = "EC2HUB_SUBNET_IDS: the private subnets user instances run in."
+  value       = module.network.private_subnet_ids
+}
+
+output "security_group_ids" {
+  description = "EC2HUB_SECURITY_GROUP_IDS: the user instances' security group (8888 from the hub only)."
+  value       = [module.hub.user_security_group_id]
+}
+
+output "bucket" {
+  description = "EC2HUB_BUCKET: the data bucket."
+  value       = module.storage.bucket
+}
+
+output "user_boundary_arn" {
+  description = "EC2HUB_USER_BOUNDARY_ARN: the permissions boundary of user roles."
+  value       = module.iam.user_boundary_arn
+}
+
+output "hub_id" {
+  description = "EC2HUB_HUB_ID: the `ec2hub:hub` tag of this hub's instances."
+  value       = local.hub_id
+}
+
+output "vpc_id" {
+  description = "ID of the VPC."
+  value       = module.network.vpc_id
+}
+
+output "hub_role_arn" {
+  description = "ARN of the hub's IAM role."
+  value       = module.iam.hub_role_arn
+}
+
+output "hub_url_target" {
+  description = "DNS name of the load balancer: point the hub's domain at it, then open https://<domain>/."
+  value       = module.hub.alb_dns_name
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic of the alarms."
+  value       = module.monitoring.alarm_topic_arn
+}
+
+output "hub_instance_id" {
+  description = "ID of the hub instance (Session Manager target: `aws ssm start-session --target <id>`); null without create_hub_instance."
+  value       = module.hub.hub_instance_id
+}

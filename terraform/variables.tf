@@ -1,0 +1,242 @@
+variable "name" {
+  description = "Name of this deployment: prefix of every resource (e.g. `ec2hub` gives the role `ec2hub-hub`)."
+  type        = string
+  default     = "ec2hub"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,24}$", var.name))
+    error_message = "name must be 2-25 characters: lowercase letters, digits and '-', starting with a letter."
+  }
+}
+
+variable "hub_id" {
+  description = "The `ec2hub:hub` tag of every user instance this hub launches (EC2HUB_HUB_ID); null uses `name`."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.hub_id == null || can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", var.hub_id))
+    error_message = "hub_id must be 1-63 letters, digits, '_', '.' or '-'."
+  }
+}
+
+variable "azs" {
+  description = "Availability zones of the subnets (at least 2); empty picks the region's first two."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.azs) == 0 || length(var.azs) >= 2
+    error_message = "azs must be empty (automatic) or list at least 2 zones."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR block of the VPC."
+  type        = string
+  default     = "10.60.0.0/16"
+
+  validation {
+    condition     = can(cidrnetmask(var.vpc_cidr))
+    error_message = "vpc_cidr must be an IPv4 CIDR block."
+  }
+}
+
+variable "private_subnet_cidrs" {
+  description = "CIDR blocks of the private subnets (hub and user instances), one per zone. /20 leaves room for 4,000 user instances per zone."
+  type        = list(string)
+  default     = ["10.60.0.0/20", "10.60.16.0/20"]
+
+  validation {
+    condition     = length(var.private_subnet_cidrs) >= 2 && alltrue([for c in var.private_subnet_cidrs : can(cidrnetmask(c))])
+    error_message = "private_subnet_cidrs must hold at least 2 IPv4 CIDR blocks."
+  }
+}
+
+variable "public_subnet_cidrs" {
+  description = "CIDR blocks of the public subnets (load balancer, NAT gateway), one per zone."
+  type        = list(string)
+  default     = ["10.60.240.0/24", "10.60.241.0/24"]
+
+  validation {
+    condition     = length(var.public_subnet_cidrs) >= 2 && alltrue([for c in var.public_subnet_cidrs : can(cidrnetmask(c))])
+    error_message = "public_subnet_cidrs must hold at least 2 IPv4 CIDR blocks."
+  }
+}
+
+variable "enable_nat_gateway" {
+  description = "Whether the private subnets reach the internet through a NAT gateway (pip/conda installs on user instances, AWS APIs other than S3)."
+  type        = bool
+  default     = true
+}
+
+variable "bucket" {
+  description = "Name of the data bucket; null uses `<name>-data-<account id>-<region>`."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket))
+    error_message = "bucket must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')."
+  }
+}
+
+variable "bucket_force_destroy" {
+  description = "Whether `terraform destroy` may delete the bucket with users' data in it. Keep false in production."
+  type        = bool
+  default     = false
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days an overwritten or deleted object version is kept (users' undo)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1
+    error_message = "noncurrent_version_expiration_days must be at least 1."
+  }
+}
+
+variable "user_ami_id" {
+  description = "AMI of the user instances, built with images/packer (`packer build images/packer`) (EC2HUB_AMI_ID)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]+$", var.user_ami_id))
+    error_message = "user_ami_id must be an AMI id (ami-...): build it with Packer first."
+  }
+}
+
+variable "user_instance_type" {
+  description = "Default instance type of user servers (EC2HUB_INSTANCE_TYPE); t3.medium: 2 vCPU, 4 GiB, about 0.042 USD/hour."
+  type        = string
+  default     = "t3.medium"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.user_instance_type))
+    error_message = "user_instance_type must look like an EC2 instance type, e.g. t3.medium."
+  }
+}
+
+variable "boundary_name" {
+  description = "Name of the managed policy that bounds every user role."
+  type        = string
+  default     = "ec2hub-user-boundary"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,128}$", var.boundary_name))
+    error_message = "boundary_name must be a valid IAM policy name."
+  }
+}
+
+variable "trusted_principal_arns" {
+  description = "Principals besides EC2 that may assume the hub's role (break-glass, or tests that run the hub off EC2). Empty in production."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.trusted_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", arn))])
+    error_message = "trusted_principal_arns must be IAM ARNs."
+  }
+}
+
+variable "create_hub_instance" {
+  description = "Whether to create the hub instance, its load balancer and database volume; false deploys network, bucket, IAM, security groups and monitoring only (to build the AMI first, or for a hub that runs elsewhere)."
+  type        = bool
+  default     = true
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate ARN of the hub's domain (HTTPS on the load balancer). Required when create_hub_instance is true."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "allowed_cidrs" {
+  description = "IPv4 ranges that may open the hub (HTTPS)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrnetmask(c))])
+    error_message = "allowed_cidrs must hold at least one IPv4 CIDR block."
+  }
+}
+
+variable "hub_image" {
+  description = "Container image of the hub (the repository's Dockerfile, pushed to ECR). Required when create_hub_instance is true."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.hub_image == null || !can(regex("\\s", coalesce(var.hub_image, "x")))
+    error_message = "hub_image must be an image reference without spaces."
+  }
+}
+
+variable "hub_ami_id" {
+  description = "AMI of the hub instance; null uses the latest Amazon Linux 2023."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.hub_ami_id == null || can(regex("^ami-[0-9a-f]+$", coalesce(var.hub_ami_id, "ami-0")))
+    error_message = "hub_ami_id must be an AMI id or null."
+  }
+}
+
+variable "hub_instance_type" {
+  description = "Instance type of the hub."
+  type        = string
+  default     = "t3.small"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.hub_instance_type))
+    error_message = "hub_instance_type must look like an EC2 instance type."
+  }
+}
+
+variable "hub_deletion_protection" {
+  description = "Whether the hub's load balancer is protected from deletion."
+  type        = bool
+  default     = true
+}
+
+variable "hub_environment" {
+  description = "More EC2HUB_* settings of the hub (sign-in method, admin user, LDAP or OAuth settings without secrets)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.hub_environment) : can(regex("^EC2HUB_[A-Z0-9_]+$", k))])
+    error_message = "hub_environment keys must be EC2HUB_* names."
+  }
+}
+
+variable "alarm_emails" {
+  description = "E-mail addresses that receive the alarms."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alarm_emails : can(regex("^[^@\\s]+@[^@\\s]+$", e))])
+    error_message = "alarm_emails must be e-mail addresses."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource (the module adds `ec2hub:deployment = <name>`)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.tags) : length(k) <= 128])
+    error_message = "Tag keys must be at most 128 characters."
+  }
+}

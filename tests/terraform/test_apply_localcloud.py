@@ -1,0 +1,290 @@
+"""Terraform applied to the local cloud, then a spawn end to end with what it created, then destroy.
+
+Applied (the root module with create_hub_instance = false, 55 resources): network (VPC, private and
+public subnets in two zones, internet gateway, NAT gateway and its address, route tables, the S3
+gateway endpoint, flow logs with their log group and role), storage (the bucket with versioning,
+SSE-KMS, public access block, ownership, lifecycle, TLS-only policy), iam (the hub role with the
+repository's policy document, its log policy, the managed policies, instance profile, the user
+boundary), the hub module's security groups and rules, monitoring (log group, alarm topic,
+spawn-failure metric filter and alarm, running-vCPU alarm).
+
+Not applied: the hub instance, whose user-data the local runtime would run as a process on this
+machine (it installs Docker); with it its database volume, the DLM snapshot policy (moto 5.2.5 has
+no DLM), the load balancer, target group and HTTPS listener with an ACM certificate, and the
+hub-down alarm that watches them. The hub of this test runs as a process instead, with Terraform's
+outputs as its settings and Terraform's role as its identity.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from localcloud.provision import read_profile
+from localcloud.up import Stack
+from tests.e2e.stack import admin_client, approved_user, aws_client, instances_of, stack_env
+from tests.terraform.tooling import Terraform, cli_config, working_copy
+
+pytestmark = pytest.mark.e2e
+
+NAME = "ec2tf"
+HUB_ID = "ec2hub-terraform"
+BUCKET = "ec2hub-terraform-test"
+BOUNDARY = "ec2hub-tf-user-boundary"
+SUBNET_BASE = 250  # Terraform's private subnets: 127.0.250.0/24 and 127.0.251.0/24, where instances run
+SPARE_BASE = 246  # nothing binds an address here
+ENDPOINT_SERVICES = (
+    "acm cloudwatch dlm ec2 elbv2 iam kms logs s3 sns ssm sts"  # every service the modules call
+).split()
+
+
+class TerraformStack(Stack):
+    """The local stack whose hub runs with Terraform's outputs and as Terraform's hub role."""
+
+    overrides: dict[str, str] = {}
+
+    @property
+    def hub_env(self) -> dict[str, str]:
+        return {**super().hub_env, **self.overrides}
+
+
+def test_root_module(outputs, stack):
+    assert outputs["hub_id"] == HUB_ID
+    assert outputs["bucket"] == BUCKET
+    assert outputs["user_boundary_arn"].endswith(f":policy/{BOUNDARY}")
+    env = outputs["hub_environment"]
+    assert env["EC2HUB_SUBNET_IDS"].split(",") == outputs["subnet_ids"]
+    assert env["EC2HUB_SECURITY_GROUP_IDS"] == outputs["security_group_ids"][0]
+
+    ec2 = aws_client(stack, "ec2")
+    subnets = ec2.describe_subnets(SubnetIds=outputs["subnet_ids"])["Subnets"]
+    assert sorted(s["CidrBlock"] for s in subnets) == [
+        f"127.0.{SUBNET_BASE}.0/24",
+        f"127.0.{SUBNET_BASE + 1}.0/24",
+    ]
+    assert len({s["AvailabilityZone"] for s in subnets}) == 2
+    [group] = ec2.describe_security_groups(GroupIds=outputs["security_group_ids"])["SecurityGroups"]
+    [rule] = group["IpPermissions"]
+    assert (rule["FromPort"], rule["ToPort"]) == (8888, 8888)
+    assert not rule.get("IpRanges"), "user servers accept the hub's group only, no address range"
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [outputs["vpc_id"]]}])
+    assert [e["ServiceName"] for e in endpoints["VpcEndpoints"]] == ["com.amazonaws.us-east-1.s3"]
+
+    s3 = aws_client(stack, "s3")
+    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    policy = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+    nat_routes = [
+        route
+        for table in ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [outputs["vpc_id"]]}])[
+            "RouteTables"
+        ]
+        for route in table["Routes"]
+        if route.get("NatGatewayId")
+    ]
+    assert len(nat_routes) == 2, "both private subnets reach the internet through the NAT gateway"
+    assert ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [outputs["vpc_id"]]}])[
+        "FlowLogs"
+    ]
+
+    logs = aws_client(stack, "logs")
+    groups = {
+        g["logGroupName"]: g
+        for g in logs.describe_log_groups(logGroupNamePrefix=f"/ec2hub/{NAME}/")["logGroups"]
+    }
+    assert set(groups) == {f"/ec2hub/{NAME}/hub", f"/ec2hub/{NAME}/vpc-flow-logs"}
+    assert all(g["retentionInDays"] == 365 for g in groups.values())
+    [spawn_filter] = logs.describe_metric_filters(logGroupName=f"/ec2hub/{NAME}/hub")["metricFilters"]
+    assert "failed to start" in spawn_filter["filterPattern"]
+    alarms = aws_client(stack, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{NAME}-")["MetricAlarms"]
+    assert {a["AlarmName"] for a in alarms} == {f"{NAME}-spawn-failures", f"{NAME}-running-vcpus"}
+    assert all(a["AlarmActions"] == [outputs["alarm_topic_arn"]] for a in alarms)
+
+    iam = aws_client(stack, "iam")
+    role = iam.get_role(RoleName=f"{NAME}-hub")["Role"]
+    assert role["Path"] == "/ec2hub/"
+    assert "ec2hub-hub" in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="ec2hub-hub")["PolicyDocument"]
+    assert any(s.get("Sid") == "CreateAndChangeUserRolesOnlyWithTheBoundary" for s in document["Statement"])
+
+
+def test_spawn_with_terraform_outputs(outputs, stack):
+    """Alice's server runs in Terraform's subnet and group, and the hub acts as Terraform's role."""
+    alice = approved_user(stack, "alice")
+    alice.start("alice")
+    alice.wait_ready("alice", timeout=120)
+    status = alice.user_api("alice", alice.token("alice"), "GET", "/status")
+    assert status.status_code == 200, "alice reaches her server through the hub's proxy"
+    ec2 = aws_client(stack, "ec2")
+    [instance] = instances_of(ec2, "alice")
+    assert instance["SubnetId"] in outputs["subnet_ids"]
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == outputs["security_group_ids"]
+    assert {"Key": "ec2hub:hub", "Value": HUB_ID} in instance["Tags"]
+    assert instance["PrivateIpAddress"].startswith(f"127.0.{SUBNET_BASE}.") or instance[
+        "PrivateIpAddress"
+    ].startswith(f"127.0.{SUBNET_BASE + 1}.")
+
+    iam = aws_client(stack, "iam")
+    user_roles = iam.list_roles(PathPrefix="/ec2hub/users/")["Roles"]
+    [user_role] = [r for r in user_roles if "alice" in r["RoleName"]]
+    boundary = iam.get_role(RoleName=user_role["RoleName"])["Role"]["PermissionsBoundary"]
+    assert boundary["PermissionsBoundaryArn"] == outputs["user_boundary_arn"]
+
+    # The hub's calls are signed with the temporary keys of Terraform's role (AssumeRole from the
+    # admin's keys in the test's AWS config), never with the local cloud's own hub user.
+    audit = [json.loads(line) for line in (stack.cloud_dir / "audit.jsonl").read_text().splitlines()]
+    local_hub_key = read_profile(Path(stack.outputs["credentials_file"]), "hub")["aws_access_key_id"]
+    launch_keys = {e["key"] for e in audit if e["action"] == "RunInstances"}
+    assert launch_keys and local_hub_key not in launch_keys
+    assert all(key.startswith("ASIA") for key in launch_keys), launch_keys
+    assert any(e["action"] == "AssumeRole" and e["status"] == 200 for e in audit)
+
+    alice.stop("alice")
+    # Deleting the user removes her instance, role and instance profile, so destroy finds nothing of hers.
+    response = admin_client(stack).api("DELETE", "/users/alice")
+    assert response.status_code == 204, response.text
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    env = stack_env(tmp_path_factory.mktemp("state"), subnet_base=SUBNET_BASE)
+    # The local cloud's own subnets (unused here) and Terraform's public ones share the second base.
+    env["EC2HUB_LOCAL_SUBNETS"] = f"127.0.{SPARE_BASE}.0/25,127.0.{SPARE_BASE}.128/25"
+    env["EC2HUB_STOP_BEHAVIOUR"] = "terminate"
+    # The hub's role gets AWS managed policies attached (Session Manager, ECR read), as on AWS.
+    env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    stack = TerraformStack(env)
+    try:
+        stack.start_cloud()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def outputs(stack, tmp_path_factory):
+    work = tmp_path_factory.mktemp("terraform")
+    module = working_copy(work / "repo")
+    root = work / "root"
+    root.mkdir()
+    endpoint = stack.outputs["aws_endpoint_url"]
+    admin_arn = "arn:aws:iam::{}:user/localcloud-admin".format(stack.outputs["account_id"])
+    endpoints = "\n".join(f'    {name} = "{endpoint}"' for name in ENDPOINT_SERVICES)
+    (root / "main.tf").write_text(
+        textwrap.dedent(
+            """\
+            provider "aws" {{
+              region                      = "{region}"
+              shared_credentials_files    = ["{credentials}"]
+              profile                     = "admin"
+              skip_credentials_validation = true
+              skip_requesting_account_id  = true
+              skip_metadata_api_check     = true
+              s3_use_path_style           = true
+              endpoints {{
+            {endpoints}
+              }}
+            }}
+
+            module "ec2hub" {{
+              source                 = "{module}"
+              name                   = "{name}"
+              hub_id                 = "{hub_id}"
+              bucket                 = "{bucket}"
+              bucket_force_destroy   = true
+              boundary_name          = "{boundary}"
+              azs                    = ["{region}a", "{region}b"]
+              vpc_cidr               = "127.0.0.0/16"
+              private_subnet_cidrs   = ["127.0.{p0}.0/24", "127.0.{p1}.0/24"]
+              public_subnet_cidrs    = ["127.0.{q}.0/25", "127.0.{q}.128/25"]
+              user_ami_id            = "{ami}"
+              create_hub_instance    = false
+              trusted_principal_arns = ["{admin_arn}"]
+            }}
+
+            output "all" {{
+              value = module.ec2hub
+            }}
+            """
+        ).format(
+            region=stack.outputs["aws_region"],
+            credentials=stack.outputs["credentials_file"],
+            endpoints=endpoints,
+            module=module,
+            name=NAME,
+            hub_id=HUB_ID,
+            bucket=BUCKET,
+            boundary=BOUNDARY,
+            p0=SUBNET_BASE,
+            p1=SUBNET_BASE + 1,
+            q=SPARE_BASE + 1,
+            ami=stack.outputs["ami_id"],
+            admin_arn=admin_arn,
+        )
+    )
+    tf = Terraform(root, cli_config(work), env={"TF_DATA_DIR": str(work / "data")})
+    tf.check("init", "-input=false")
+    try:
+        tf.check("apply", "-auto-approve", "-input=false", timeout=400)
+        result = json.loads(tf.check("output", "-json").stdout)["all"]["value"]
+        stack.overrides = {**result["hub_environment"], **hub_profile(stack, work, result["hub_role_arn"])}
+        stack.start_hub()
+        yield result
+        stack.stop_hub()
+    finally:
+        destroyed = tf.run("destroy", "-auto-approve", "-input=false", timeout=400)
+    assert destroyed.returncode == 0, destroyed.stderr[-4000:]
+    assert_nothing_left(stack)
+
+
+def hub_profile(stack, work, role_arn: str) -> dict[str, str]:
+    """An AWS config in which the hub's profile assumes Terraform's hub role from the admin's keys."""
+    config = work / "aws-config"
+    endpoint = stack.outputs["aws_endpoint_url"]
+    region = stack.outputs["aws_region"]
+    config.write_text(
+        f"[profile admin]\nregion = {region}\nendpoint_url = {endpoint}\n\n"
+        f"[profile terraform-hub]\nrole_arn = {role_arn}\nsource_profile = admin\n"
+        f"role_session_name = ec2hub-hub\nregion = {region}\nendpoint_url = {endpoint}\n"
+    )
+    assert read_profile(Path(stack.outputs["credentials_file"]), "admin"), "the local cloud wrote admin keys"
+    return {"AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "terraform-hub"}
+
+
+def assert_nothing_left(stack) -> None:
+    ec2 = aws_client(stack, "ec2")
+    tagged = [{"Name": "tag:ec2hub:deployment", "Values": [NAME]}]
+    assert ec2.describe_vpcs(Filters=tagged)["Vpcs"] == []
+    assert ec2.describe_subnets(Filters=tagged)["Subnets"] == []
+    assert ec2.describe_security_groups(Filters=tagged)["SecurityGroups"] == []
+    nat_gateways = ec2.describe_nat_gateways(Filters=tagged)["NatGateways"]
+    assert [n["NatGatewayId"] for n in nat_gateways if n["State"] != "deleted"] == []
+    assert ec2.describe_addresses(Filters=tagged)["Addresses"] == []
+    assert instances_of(ec2, "alice") == []
+    s3 = aws_client(stack, "s3")
+    assert BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert (
+        aws_client(stack, "logs").describe_log_groups(logGroupNamePrefix=f"/ec2hub/{NAME}/")["logGroups"]
+        == []
+    )
+    assert aws_client(stack, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{NAME}-")["MetricAlarms"] == []
+    topics = aws_client(stack, "sns").list_topics()["Topics"]
+    assert [t for t in topics if t["TopicArn"].endswith(f":{NAME}-alarms")] == []
+    iam = aws_client(stack, "iam")
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName=f"{NAME}-hub")
+    with pytest.raises(ClientError):
+        iam.get_instance_profile(InstanceProfileName=f"{NAME}-hub")
+    assert [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(f"{NAME}-")] == []
+    with pytest.raises(ClientError):
+        iam.get_policy(PolicyArn=f"arn:aws:iam::{stack.outputs['account_id']}:policy/{BOUNDARY}")
+    assert [r for r in iam.list_roles(PathPrefix="/ec2hub/users/")["Roles"] if "alice" in r["RoleName"]] == []
