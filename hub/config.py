@@ -30,7 +30,9 @@ def configure(c: Config, settings: Settings) -> None:
     hub_dir.mkdir(parents=True, exist_ok=True)
 
     c.JupyterHub.bind_url = settings.url
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
+    # The hub API listens where user instances can reach it: loopback locally, the VPC on AWS
+    # (EC2HUB_BIND_IP=0.0.0.0 in the hub image, with EC2HUB_HUB_CONNECT_URL its private address).
+    c.JupyterHub.hub_bind_url = f"http://{settings.bind_ip}:{settings.hub_port}"
     if settings.hub_connect_url:
         c.JupyterHub.hub_connect_url = settings.hub_connect_url
     c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
@@ -54,6 +56,19 @@ def configure(c: Config, settings: Settings) -> None:
     c.EC2Spawner.stop_behaviour = settings.stop_behaviour
     c.EC2Spawner.bucket = settings.bucket
     c.EC2Spawner.user_boundary_arn = settings.user_boundary_arn
+    c.EC2Spawner.start_timeout = int(settings.start_timeout)
+    c.EC2Spawner.http_timeout = int(settings.http_timeout)
+    c.EC2Spawner.poll_interval = settings.poll_interval
+    if settings.hot_pool:
+        c.EC2Spawner.hot_pool = settings.hot_pool
+    c.EC2Spawner.environment = {
+        **c.EC2Spawner.get("environment", {}),
+        "JUPYTERHUB_ACTIVITY_INTERVAL": str(int(settings.activity_interval)),
+    }
+
+    from hub.culling import configure_idle_culler
+
+    configure_idle_culler(c, settings)
 
     from hub.instances import HUB_TEMPLATES, configure_instances_service
 

@@ -35,6 +35,19 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r}: seconds cannot be negative")
+    return value
+
+
 def read_or_create_secret(path: Path, *, length: int = 24) -> str:
     """Return the secret stored in `path`, creating it (mode 0600) on first use.
 
@@ -78,7 +91,22 @@ class Settings:
     user_boundary_arn: str = ""
     instance_type: str = "t3.medium"
     stop_behaviour: str = "stop"
+    # Lifecycle timing (seconds): EC2 start, Jupyter answering, the hub's checks of running servers.
+    start_timeout: float = 600
+    http_timeout: float = 300
+    poll_interval: float = 30
+    # Orphans: instances no hub server owns are stopped (or terminated) after this grace period.
+    orphan_grace: float = 3600
+    orphan_action: str = "stop"
+    reconcile_every: float = 300
+    # Idle culling: servers idle this long are stopped (0: never); checked this often.
+    idle_timeout: float = 3600
+    idle_check_every: float = 300
+    # How often user servers tell the hub they are active (a busy kernel counts).
+    activity_interval: float = 300
     proxy_command: tuple[str, ...] = field(default_factory=tuple)
+    # Instances kept booted ahead of demand, per size slug (EC2HUB_HOT_POOL="medium=2,small=1").
+    hot_pool: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +125,11 @@ class Settings:
         if stop_behaviour not in ("stop", "terminate"):
             raise SettingsError(
                 f"EC2HUB_STOP_BEHAVIOUR={stop_behaviour!r}: use 'stop' (keep the disk) or 'terminate'"
+            )
+        orphan_action = env.get("EC2HUB_ORPHAN_ACTION", "stop")
+        if orphan_action not in ("stop", "terminate"):
+            raise SettingsError(
+                f"EC2HUB_ORPHAN_ACTION={orphan_action!r}: use 'stop' (keep the disk) or 'terminate'"
             )
         local_proxy = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
         proxy_command = _split(env.get("EC2HUB_PROXY_COMMAND", "")) or (
@@ -122,9 +155,29 @@ class Settings:
             user_boundary_arn=env.get("EC2HUB_USER_BOUNDARY_ARN", ""),
             instance_type=env.get("EC2HUB_INSTANCE_TYPE", "t3.medium"),
             stop_behaviour=stop_behaviour,
+            start_timeout=_seconds(env, "EC2HUB_START_TIMEOUT", 600),
+            http_timeout=_seconds(env, "EC2HUB_HTTP_TIMEOUT", 300),
+            poll_interval=_seconds(env, "EC2HUB_POLL_INTERVAL", 30),
+            orphan_grace=_seconds(env, "EC2HUB_ORPHAN_GRACE", 3600),
+            orphan_action=orphan_action,
+            reconcile_every=_seconds(env, "EC2HUB_RECONCILE_EVERY", 300),
+            idle_timeout=_seconds(env, "EC2HUB_IDLE_TIMEOUT", 3600),
+            idle_check_every=_seconds(env, "EC2HUB_IDLE_CHECK_EVERY", 300),
+            activity_interval=_seconds(env, "EC2HUB_ACTIVITY_INTERVAL", 300),
             proxy_command=proxy_command,
+            hot_pool=_hot_pool(env.get("EC2HUB_HOT_POOL", "")),
         )
 
     @property
     def url(self) -> str:
         return f"http://{self.bind_ip}:{self.port}"
+
+
+def _hot_pool(value: str) -> dict[str, int]:
+    pool = {}
+    for entry in _split(value):
+        slug, _, count = entry.partition("=")
+        if not (slug and count.isdigit()):
+            raise SettingsError(f"EC2HUB_HOT_POOL: {entry!r} is not SIZE=COUNT (e.g. medium=2)")
+        pool[slug] = int(count)
+    return pool

@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hub-id", default=env.get("EC2HUB_HUB_ID") or "ec2hub")
     parser.add_argument("--imds-port", type=int, default=int(env.get("EC2HUB_IMDS_PORT") or 8169))
     parser.add_argument(
+        "--faults-port",
+        type=int,
+        default=int(env.get("EC2HUB_FAULTS_PORT") or 0),
+        help="turn on the fault switches' control API on this loopback port (off by default)",
+    )
+    parser.add_argument(
         "--ami-bin",
         type=Path,
         default=Path(sys.executable).parent,
@@ -62,13 +68,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from localcloud import motofixes
     from localcloud.endpoint import Endpoint
+    from localcloud.faults import FaultControl, Faults
     from localcloud.provision import LocalAccount, create_admin, provision
     from localcloud.runtime import InstanceRuntime
 
     motofixes.apply()
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    endpoint = Endpoint("127.0.0.1", args.port, state_dir)
+    faults = Faults()
+    endpoint = Endpoint("127.0.0.1", args.port, state_dir, faults)
     restored = endpoint.restore()
     account = LocalAccount(
         region=args.region,
@@ -85,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         imds_port=args.imds_port,
         ami_bin=args.ami_bin.resolve(),
         gate=endpoint.gate,
+        faults=faults,
     )
     runtime.install()
     endpoint.start()
@@ -105,12 +114,23 @@ def main(argv: list[str] | None = None) -> int:
         "restored" if restored else "new",
         account.credentials_file,
     )
+    control = None
+    faults_url_file = state_dir / "faults-url"
+    faults_url_file.unlink(missing_ok=True)
+    if args.faults_port:
+        control = FaultControl(args.faults_port, faults, runtime, endpoint.gate)
+        control.start()
+        faults_url_file.write_text(control.url + "\n")
+        log.warning("fault switches are on at %s (loopback only)", control.url)
     (state_dir / "ready").write_text(endpoint.url + "\n")
     while not stop.wait(SNAPSHOT_INTERVAL):
         if endpoint.front.changed.is_set():
             endpoint.snapshot()
     log.info("stopping: instances first (their disks stay), then the endpoint")
     (state_dir / "ready").unlink(missing_ok=True)
+    if control is not None:
+        control.stop()
+        faults_url_file.unlink(missing_ok=True)
     runtime.shutdown()
     endpoint.stop()
     endpoint.snapshot()

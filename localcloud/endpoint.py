@@ -22,6 +22,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from localcloud.faults import Faults, error_response, request_params
+
 # The services whose state a restart of the local cloud must keep. SSM holds only the
 # tokens of running servers, and no server survives a restart, so it starts empty.
 PERSISTED_SERVICES = ("ec2", "iam", "s3", "sts")
@@ -102,9 +104,10 @@ def canonical_query(query: str) -> str:
 class Front:
     """WSGI front of moto: every request passes the gate and lands in the audit log."""
 
-    def __init__(self, app, audit_path: Path, gate: Gate) -> None:
+    def __init__(self, app, audit_path: Path, gate: Gate, faults: Faults | None = None) -> None:
         self.app = app
         self.gate = gate
+        self.faults = faults or Faults()
         self.audit_path = audit_path
         self._audit_lock = threading.Lock()
         self.changed = threading.Event()
@@ -113,6 +116,9 @@ class Front:
         key, service, action = describe_request(environ)
         if service == "s3":
             environ["QUERY_STRING"] = canonical_query(environ.get("QUERY_STRING", ""))
+        injected = self.faults.api_error_for(action, request_params(environ)) if service == "ec2" else ""
+        if injected:
+            return self._refuse(injected, key, service, action, start_response)
         statuses: list[str] = []
 
         def recording_start_response(status, headers, exc_info=None):
@@ -131,10 +137,21 @@ class Front:
         method = environ.get("REQUEST_METHOD", "")
         if method not in ("GET", "HEAD") and not _READ_ONLY.match(action):
             self.changed.set()
+        self._audit(key, service, action, status)
+        return [body]
+
+    def _audit(self, key: str, service: str, action: str, status: int, **extra) -> None:
         entry = {"t": round(time.time(), 3), "key": key, "service": service, "action": action}
         entry["status"] = status
+        entry.update(extra)
         with self._audit_lock, self.audit_path.open("a") as f:
             f.write(json.dumps(entry) + "\n")
+
+    def _refuse(self, code: str, key: str, service: str, action: str, start_response):
+        """Answer as EC2 does with `code`, without reaching moto (a fault switch asked for it)."""
+        status, body = error_response(code)
+        start_response(f"{status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        self._audit(key, service, action, status, fault=code)
         return [body]
 
 
@@ -148,14 +165,14 @@ class QuietRequestHandler(MotoRequestHandler):
 class Endpoint:
     """moto's HTTP server on loopback, with snapshots of its state on disk."""
 
-    def __init__(self, host: str, port: int, state_dir: Path) -> None:
+    def __init__(self, host: str, port: int, state_dir: Path, faults: Faults | None = None) -> None:
         self.host = host
         self.port = port
         self.state_dir = state_dir
         self.snapshot_path = state_dir / "aws-state.pickle"
         self.gate = Gate()
         self.front = Front(
-            DomainDispatcherApplication(create_backend_app), state_dir / "audit.jsonl", self.gate
+            DomainDispatcherApplication(create_backend_app), state_dir / "audit.jsonl", self.gate, faults
         )
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None

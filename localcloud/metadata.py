@@ -107,7 +107,8 @@ class MetadataServer:
         with self._lock:
             cached = self._credentials
             now = datetime.now(UTC)
-            if cached and cached["_expires"] - CREDENTIAL_REFRESH > now:
+            # A profile associated later (a claimed pool instance) has another role: new credentials.
+            if cached and cached["_role"] == role.arn and cached["_expires"] - CREDENTIAL_REFRESH > now:
                 return cached
             sts = get_backend("sts")[self.instance.ec2_backend.account_id]["global"]
             assumed = sts.assume_role(
@@ -128,6 +129,7 @@ class MetadataServer:
                 "Token": assumed.session_token,
                 "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "_expires": expires,
+                "_role": role.arn,
             }
             return self._credentials
 
@@ -168,15 +170,26 @@ class MetadataServer:
         if key in ("iam/security-credentials", "iam/security-credentials/"):
             return (200, role) if role else (404, "Not Found")
         if role and key == f"iam/security-credentials/{role}":
-            credentials = {k: v for k, v in self.role_credentials().items() if k != "_expires"}
+            credentials = {k: v for k, v in self.role_credentials().items() if not k.startswith("_")}
             return 200, json.dumps(credentials, indent=2)
         if role and key == "iam/info":
             profile = self._profile()
             info = {"Code": "Success", "InstanceProfileArn": profile.arn, "InstanceProfileId": profile.id}
             return 200, json.dumps(info, indent=2)
+        if key.startswith("tags/instance"):
+            return self._tag_lookup(key[len("tags/instance") :].strip("/"))
         if key == "":
             return 200, "\n".join(sorted({k.split("/")[0] + ("/" if "/" in k else "") for k in meta}))
         return 404, "Not Found"
+
+    def _tag_lookup(self, name: str) -> tuple[int, str]:
+        """The instance's tags, as EC2 serves them when the instance allows tags in its metadata."""
+        if self.instance.metadata_options.instance_metadata_tags != "enabled":
+            return 404, "Not Found"
+        tags = {tag["key"]: tag["value"] for tag in self.instance.get_tags()}
+        if not name:
+            return 200, "\n".join(sorted(tags))
+        return (200, tags[name]) if name in tags else (404, "Not Found")
 
 
 class _Handler(BaseHTTPRequestHandler):

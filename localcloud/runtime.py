@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from moto.ec2.models.instances import Instance
 from moto.ec2.responses.general import General
 from moto.ec2.responses.instances import InstanceResponse
 
+from localcloud.faults import Faults, fail_launch
 from localcloud.metadata import MetadataServer, decode_user_data
 
 log = logging.getLogger("localcloud.runtime")
@@ -78,6 +80,7 @@ class InstanceRuntime:
         ami_bin: Path,
         gate,
         poll_interval: float = 0.05,
+        faults: Faults | None = None,
     ) -> None:
         self.instances_dir = state_dir / "instances"
         self.aws_endpoint_url = aws_endpoint_url
@@ -85,6 +88,7 @@ class InstanceRuntime:
         self.ami_bin = ami_bin
         self.gate = gate
         self.poll_interval = poll_interval
+        self.faults = faults or Faults()
         self._booted: dict[str, Booted] = {}
         self._busy: set[str] = set()
         self._lock = threading.Lock()
@@ -151,6 +155,9 @@ class InstanceRuntime:
         self._thread = threading.Thread(target=self._loop, name="instance-runtime", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(self.poll_interval)
@@ -216,8 +223,30 @@ class InstanceRuntime:
         data = path.read_bytes()[-CONSOLE_LIMIT:]
         return data.decode("utf-8", "replace")
 
+    def _wait_while_pending(self, instance: Instance, seconds: float) -> bool:
+        """A slow boot: stay pending up to `seconds`; False when the instance left pending meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if instance._state.name != "pending":
+                return False
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+        return instance._state.name == "pending"
+
     def _boot(self, instance: Instance) -> None:
         disk = self.disk(instance.id)
+        first_boot = not (disk / "console.log").exists()
+        delay = self.faults.boot_delay
+        if delay:
+            self._console_line(instance.id, f"slow boot: pending for up to {delay:.0f}s")
+            if not self._wait_while_pending(instance, delay):
+                return
+        if self.faults.take_boot_failure():
+            disk.mkdir(parents=True, exist_ok=True)
+            self._console_line(instance.id, f"{instance.id} failed to boot: internal error on launch")
+            with self.gate.request():
+                if instance._state.name == "pending":
+                    fail_launch(instance, first_boot)
+            return
         home = disk / "home"
         home.mkdir(parents=True, exist_ok=True)
         ip = instance.private_ip
@@ -239,16 +268,11 @@ class InstanceRuntime:
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.url,
                 "AWS_ENDPOINT_URL": self.aws_endpoint_url,
             }
-            with (disk / "console.log").open("ab") as console:
-                process = subprocess.Popen(
-                    [str(script)],
-                    cwd=home,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=console,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            try:
+                process = _run_user_data(script, home, env, disk / "console.log")
+            except BaseException:
+                metadata.stop()  # the next try binds the same address
+                raise
         else:
             self._console_line(instance.id, "no user-data script: nothing to run")
         self._booted[instance.id] = Booted(process, metadata)
@@ -266,6 +290,18 @@ class InstanceRuntime:
         # Power off: whatever the instance mounted (its S3 folders) goes with it.
         for mountpoint in mounts_under(self.disk(instance.id)):
             subprocess.run(["umount", "-l", mountpoint], check=False, capture_output=True)
+
+    def kill_processes(self, instance_id: str) -> None:
+        """Every process of a running instance dies (as in a crash); EC2 still reports it running."""
+        booted = self._booted.get(instance_id)
+        if booted is None or booted.process is None:
+            raise LookupError(f"{instance_id} has no running processes")
+        try:
+            os.killpg(booted.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        booted.process.wait(timeout=10)
+        self._console_line(instance_id, f"every process of {instance_id} was killed")
 
     def _halt(self, instance: Instance) -> None:
         self._kill(instance)
@@ -297,6 +333,31 @@ class InstanceRuntime:
             elif instance._state.name == "shutting-down":
                 self._destroy(instance)
         self._workers.shutdown(wait=True)
+
+
+def _run_user_data(script: Path, home: Path, env: dict, console_path: Path) -> subprocess.Popen:
+    """Start the user-data script as a process group of its own, its output in the console log.
+
+    With many instances booting at once, another thread's fork can still hold the just-written
+    script open for a moment, and exec fails with ETXTBSY: that is retried briefly.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with console_path.open("ab") as console:
+                return subprocess.Popen(
+                    [str(script)],
+                    cwd=home,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as e:
+            if e.errno != errno.ETXTBSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def mounts_under(path: Path) -> list[str]:

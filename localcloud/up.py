@@ -74,8 +74,11 @@ class Stack:
     Used by `make up` and by the end-to-end tests, so both run the platform the same way.
     """
 
-    def __init__(self, env: Mapping[str, str] | None = None, output=None) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None = None, output=None, config_file: Path | None = None
+    ) -> None:
         self.env = dict(os.environ if env is None else env)
+        self.config_file = config_file or REPO_ROOT / "jupyterhub_config.py"
         self.settings = Settings.from_env(self.env)
         self.cloud_dir = self.settings.state_dir / "localcloud"
         self.output = output
@@ -105,7 +108,7 @@ class Stack:
         hub_dir = self.settings.state_dir / "hub"
         hub_dir.mkdir(parents=True, exist_ok=True)
         self.hub = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(REPO_ROOT / "jupyterhub_config.py")],
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file)],
             env=self.hub_env,
             cwd=hub_dir,
             stdout=self.output,

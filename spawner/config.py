@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -20,6 +22,15 @@ def apply_size_choice(spawner: EC2SpawnerConfig, user_options: dict) -> None:
     spawner.size = profile.slug
     spawner.instance_type = profile.instance_type
     spawner.use_spot = spot
+
+
+def stop_notice(spawner) -> str:
+    """Above the spawn form: why the last server stopped without the user asking, if it did."""
+    reason = getattr(spawner, "stop_reason", "")
+    if not reason:
+        return ""
+    message = html.escape(f"Your server stopped: {reason}")
+    return f'<div class="alert alert-warning ec2hub-stop-reason">{message}</div>'
 
 
 class EC2SpawnerConfig(LoggingConfigurable):
@@ -170,6 +181,41 @@ class EC2SpawnerConfig(LoggingConfigurable):
         config=True,
         help="""Seconds to wait for EC2 to report an instance stopped (default 300).""",
     )
+    unreachable_checks = Integer(
+        3,
+        config=True,
+        help="""How many of the hub's checks in a row (one per `poll_interval`) a running server may
+        fail to answer before it counts as dead and its instance is stopped (default 3; 0 turns the
+        check off and trusts EC2's instance state alone). A server that answers anything is alive.
+
+        Example: `c.EC2Spawner.unreachable_checks = 5`
+        """,
+    )
+    server_check_timeout = Float(
+        10,
+        config=True,
+        help="""Seconds one check of a running server waits for an answer (default 10).""",
+    )
+    hot_pool = Dict(
+        {},
+        config=True,
+        help="""Instances to keep booted ahead of demand, per size slug (default: none).
+
+        A start of that size (on demand, by a user with no instance of their own yet) takes one
+        over in about a second instead of launching and booting a new one; the pool refills in
+        the background. Pool instances cost what running instances of their size cost.
+
+        Example: `c.EC2Spawner.hot_pool = {"medium": 2}`
+        """,
+    )
+    ready_check_interval = Float(
+        0.05,
+        config=True,
+        help="""Seconds between two checks, during a start, of whether the user's Jupyter server answers
+        yet (default 0.05). start() returns as soon as it does, so the hub finds the server up at its
+        first check instead of after its own growing pauses. 0 leaves the checks to the hub.
+        """,
+    )
     aws_poll_max_interval = Float(
         2.0,
         config=True,
@@ -185,7 +231,9 @@ class EC2SpawnerConfig(LoggingConfigurable):
 
     @default("options_form")
     def _default_options_form(self):
-        return lambda spawner: render_form(spawner.profile_list(), spawner.group_names(), spawner.size)
+        return lambda spawner: (
+            stop_notice(spawner) + render_form(spawner.profile_list(), spawner.group_names(), spawner.size)
+        )
 
     @default("options_from_form")
     def _default_options_from_form(self):

@@ -11,11 +11,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import AnyTimeoutError, exponential_backoff
-from traitlets import Unicode
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Integer, Unicode
 
 from hub.identity import UserIdentity, UserNames
 from spawner import aws
 from spawner.config import EC2SpawnerConfig
+from spawner.stop_reasons import UNREACHABLE, InstanceEnded, why_not_running
+from spawner.timing import PhaseTimer
 from spawner.userdata import render_user_data
 
 # Tag values that identify a server's instance. A server name never contains "/", so "/"
@@ -27,6 +30,9 @@ DEFAULT_SERVER_TAG = "/"
 
 STATE_VERSION = 1
 
+# While waiting for Jupyter to answer, how often (seconds) EC2 is asked whether the instance still runs.
+EC2_CHECK_WHILE_BOOTING = 3.0
+
 
 class EC2Spawner(EC2SpawnerConfig, Spawner):
     """Runs each user server on its own EC2 instance, launched from the ec2hub image.
@@ -36,12 +42,24 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
     """
 
     instance_id = Unicode("", help="ID of this server's instance, when known.")
+    stop_reason = Unicode(
+        "",
+        help="""Why the server last stopped or failed to start without the user asking, for the user.
+        Kept through the stop (it is about the past) and shown at the next start.""",
+    )
+    failed_checks = Integer(0, help="Checks in a row in which the running server did not answer.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_task: asyncio.Future | None = None
         self._events: list[dict] = []
         self._events_changed = asyncio.Event()
+        # The instance this hub last stopped or terminated itself: not a stop "outside the hub".
+        self._halted_by_hub = ""
+        if self.hot_pool:
+            from spawner.pool import HotPool
+
+            HotPool.of(self)  # the hub's first spawner starts filling the pool
 
     # -- state --------------------------------------------------------------------------
 
@@ -49,17 +67,24 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         super().load_state(state)
         # Version 1 is the first; later versions translate older states here.
         self.instance_id = state.get("instance_id", "")
+        self.stop_reason = state.get("stop_reason", "")
 
     def get_state(self) -> dict:
         state = super().get_state()
         if self.instance_id:
             state["version"] = STATE_VERSION
             state["instance_id"] = self.instance_id
+        if self.stop_reason:
+            state["version"] = STATE_VERSION
+            state["stop_reason"] = self.stop_reason
         return state
 
     def clear_state(self) -> None:
+        # The stop reason survives: the hub clears the state when a server stops, which is
+        # exactly when the user needs to be told why.
         super().clear_state()
         self.instance_id = ""
+        self.failed_checks = 0
 
     # -- AWS helpers ------------------------------------------------------------------------
 
@@ -167,7 +192,10 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             seen.update(instance)
             state = instance["State"]["Name"]
             if state == "terminated" and "terminated" not in states:
-                raise RuntimeError(f"instance {instance_id} was terminated")
+                raise InstanceEnded(instance)
+            if "running" in states and state in ("stopping", "stopped"):
+                # Asked to start, it stopped again: EC2 could not boot it, or someone stopped it.
+                raise InstanceEnded(instance)
             return state in states
 
         await exponential_backoff(
@@ -204,31 +232,30 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         return images[0].get("RootDeviceName") if images else None
 
     async def _launch(self, user_data: str, names: UserNames) -> dict:
-        """RunInstances in the first subnet with capacity for the instance type."""
-        if not self.subnet_ids:
-            raise SpawnException(
-                "No subnets are configured for user servers; an administrator needs to set"
-                " c.EC2Spawner.subnet_ids.",
-                reason="config",
-            )
+        """RunInstances, with the user's profile, in the first subnet with capacity for the type."""
+        params = await self.instance_params(user_data, self._tags(), self.instance_type)
+        params["IamInstanceProfile"] = {"Name": names.instance_profile}
+        params.update(self._market_options())
+        return await self.run_in_first_subnet_with_capacity(params)
+
+    async def instance_params(self, user_data: str, tags: list[dict], instance_type: str) -> dict[str, Any]:
+        """RunInstances parameters every instance of this hub has: image, network, IMDSv2, tags, disk."""
         params: dict[str, Any] = {
             "ImageId": self.image_id,
-            "InstanceType": self.instance_type,
+            "InstanceType": instance_type,
             "MinCount": 1,
             "MaxCount": 1,
             "SecurityGroupIds": list(self.security_group_ids),
             "UserData": user_data,
             "InstanceInitiatedShutdownBehavior": "stop",
-            "IamInstanceProfile": {"Name": names.instance_profile},
-            **self._market_options(),
             "MetadataOptions": {
                 "HttpTokens": "required",
                 "HttpEndpoint": "enabled",
                 "HttpPutResponseHopLimit": 1,
             },
             "TagSpecifications": [
-                {"ResourceType": "instance", "Tags": self._tags()},
-                {"ResourceType": "volume", "Tags": self._tags()},
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
             ],
         }
         root_device = await self._root_device_name()
@@ -244,6 +271,15 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                     },
                 }
             ]
+        return params
+
+    async def run_in_first_subnet_with_capacity(self, params: dict[str, Any]) -> dict:
+        if not self.subnet_ids:
+            raise SpawnException(
+                "No subnets are configured for user servers; an administrator needs to set"
+                " c.EC2Spawner.subnet_ids.",
+                reason="config",
+            )
         last_error: ClientError | None = None
         for subnet_id in self.subnet_ids:
             try:
@@ -251,7 +287,7 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             except ClientError as e:
                 if aws.error_code(e) != "InsufficientInstanceCapacity":
                     raise
-                self.log.warning("No %s capacity in %s: %s", self.instance_type, subnet_id, e)
+                self.log.warning("No %s capacity in %s: %s", params["InstanceType"], subnet_id, e)
                 last_error = e
                 continue
             return response["Instances"][0]
@@ -340,6 +376,7 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
     async def _halt(self, instance_id: str) -> None:
         """Stop or terminate the instance as `stop_behaviour` says; gone already is fine."""
         operation = "terminate_instances" if self.stop_behaviour == "terminate" else "stop_instances"
+        self._halted_by_hub = instance_id
         try:
             await self._call(operation, InstanceIds=[instance_id])
         except ClientError as e:
@@ -359,30 +396,93 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             self._notify_progress()
 
     async def _start(self) -> str:
+        from spawner.pool import HotPool
+
+        timing = PhaseTimer()
+        if self.stop_reason:
+            self._emit(0, f"Your server stopped last time: {self.stop_reason}")
+            self.stop_reason = ""
         self._emit(0, "Preparing your AWS identity and data access")
         try:
             names = await self._prepare_identity()
             await self._hand_over_token()
+            timing.mark("identity")
             user_data = render_user_data(self.instance_environment())
             self._emit(5, "Looking for your instance")
             instance = await self._find_instance()
-            if instance is None:
+            pool = HotPool.of(self) if instance is None else None
+            claimed = await pool.claim(self) if pool else None
+            if claimed:
+                self.instance_id = claimed["InstanceId"]
+                self._emit(20, f"Taking over instance {self.instance_id}, booted ahead for you")
+                await pool.hand_over(self, claimed)
+                instance = claimed
+            elif instance is None:
                 self._emit(10, f"Launching a new {self.instance_type} instance")
                 instance = await self._launch(user_data, names)
             else:
                 instance = await self._resume(instance, user_data, names)
             self.instance_id = instance["InstanceId"]
+            timing.mark("aws")
             self._emit(30, f"Instance {self.instance_id} is pending")
-            instance = await self._wait_for_state(self.instance_id, {"running"}, self.start_timeout)
+            instance = await self._wait_for_state(self.instance_id, {"running"}, self._boot_wait_limit())
+            timing.mark("boot")
+            ip = instance["PrivateIpAddress"]
+            url = f"http://{ip}:{self.server_port}"
+            self._emit(70, f"Instance {self.instance_id} is running at {ip}; starting Jupyter")
+            await self._wait_until_jupyter_answers(ip)
+            timing.mark("jupyter")
         except asyncio.CancelledError:
             # stop() cancelled this start; it takes care of the instance.
             raise
         except Exception as e:
             await self._halt_after_failed_start()
-            raise self._spawn_error(e) from e
-        ip = instance["PrivateIpAddress"]
-        self._emit(70, f"Instance {self.instance_id} is running at {ip}; starting Jupyter")
-        return f"http://{ip}:{self.server_port}"
+            error = self._spawn_error(e)
+            if isinstance(error, SpawnException):
+                # What the hub's pages and progress stream show the user (JupyterHub reads this
+                # attribute; without it they show nothing, or the log message with AWS details).
+                error.jupyterhub_message = error.message
+                self.stop_reason = f"the last start failed: {error.message}"
+            raise error from e
+        self.log.info("Spawn timing of %s (seconds): %s", self._log_name, timing.report())
+        return url
+
+    def _boot_wait_limit(self) -> float:
+        """How long to wait for "running": a little less than the hub's start_timeout, so that the
+        spawner, not the hub's cancellation, ends a slow start, halts its instance and says why."""
+        return max(self.start_timeout - min(10.0, self.start_timeout * 0.1), 1.0)
+
+    async def _wait_until_jupyter_answers(self, ip: str) -> None:
+        """Return as soon as the user's server listens, so that the hub's first check finds it up.
+
+        After start() returns, JupyterHub checks the server with growing pauses in between; a server
+        that came up just after a check waits for the next one. Trying to connect here every
+        `ready_check_interval` seconds ends that idle time. A bare TCP connect costs the hub nothing
+        (no HTTP client slot, which the hub's own requests to the proxy share). EC2 is asked every few
+        seconds as well, so an instance that stopped or died ends the wait at once.
+        """
+        if self.server is None or self.ready_check_interval <= 0:
+            return  # nothing to check against: the hub's own checks decide
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.http_timeout
+        next_ec2_check = loop.time() + EC2_CHECK_WHILE_BOOTING
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, self.server_port), 1)
+            except (OSError, TimeoutError):
+                pass  # not listening yet
+            else:
+                writer.close()
+                return
+            now = loop.time()
+            if now >= deadline:
+                raise TimeoutError(
+                    f"Jupyter did not listen on {ip}:{self.server_port} within {self.http_timeout:.0f}s"
+                )
+            if now >= next_ec2_check:
+                await self._wait_for_state(self.instance_id, {"running"}, self.start_timeout)
+                next_ec2_check = now + EC2_CHECK_WHILE_BOOTING
+            await asyncio.sleep(self.ready_check_interval)
 
     async def _halt_after_failed_start(self) -> None:
         with contextlib.suppress(ClientError, BotoCoreError):
@@ -394,6 +494,9 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         if not self.instance_id:
             return
         try:
+            current = await self._describe(self.instance_id)
+            if current is None or current["State"]["Name"] in ("shutting-down", "terminated"):
+                return  # EC2 ended it already (a failed launch): nothing left to halt
             await self._halt(self.instance_id)
         except (ClientError, BotoCoreError):
             self.log.exception("Could not halt instance %s after a failed start", self.instance_id)
@@ -401,6 +504,13 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
     def _spawn_error(self, error: Exception) -> Exception:
         if isinstance(error, SpawnException):
             return error
+        if isinstance(error, InstanceEnded):
+            return SpawnException(
+                f"{why_not_running(error.instance)} Start again; if it happens again, tell an administrator.",
+                reason="instance-ended",
+                log_message=f"{self._log_name}: {error}",
+                status_code=503,
+            )
         if isinstance(error, AnyTimeoutError):
             return SpawnException(
                 "Your instance did not start in time. It has been stopped; start again, and if"
@@ -428,9 +538,61 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             self.log.warning("Could not poll instance %s: %s", self.instance_id, e)
             return None
         if instance is None:
+            self._ended(why_not_running(None))
             return 0
-        if instance["State"]["Name"] in ("pending", "running"):
+        state = instance["State"]["Name"]
+        if state == "pending":
             return None
+        if state == "running":
+            return await self._check_server_answers(instance)
+        if instance["InstanceId"] != self._halted_by_hub:
+            self._ended(why_not_running(instance))
+        return 0
+
+    def _ended(self, reason: str) -> None:
+        if reason != self.stop_reason:
+            self.log.warning("%s is not running: %s", self._log_name, reason)
+        self.stop_reason = reason
+
+    async def _check_server_answers(self, instance: dict) -> int | None:
+        """A running instance whose Jupyter server does not answer several checks in a row is dead.
+
+        Any HTTP answer counts as alive; only no answer at all (refused, timed out) is a failure,
+        and one failure is not enough: a busy instance may miss one check.
+        """
+        starting = self._start_task is not None and not self._start_task.done()
+        if self.server is None or starting or self.unreachable_checks <= 0:
+            return None  # while starting, the start itself watches the server
+        # The instance's own address: the hub's record of the server is a placeholder until start() returns.
+        url = f"http://{instance['PrivateIpAddress']}:{self.server_port}{self.server.base_url}api"
+        try:
+            await AsyncHTTPClient().fetch(
+                url,
+                request_timeout=self.server_check_timeout,
+                connect_timeout=self.server_check_timeout,
+            )
+        except HTTPClientError as e:
+            if e.code != 599:
+                self.failed_checks = 0
+                return None
+            failure: Exception = e
+        except OSError as e:
+            failure = e
+        else:
+            self.failed_checks = 0
+            return None
+        self.failed_checks += 1
+        self.log.warning(
+            "%s did not answer at %s (%d/%d): %s",
+            self._log_name,
+            url,
+            self.failed_checks,
+            self.unreachable_checks,
+            failure,
+        )
+        if self.failed_checks < self.unreachable_checks:
+            return None
+        self._ended(UNREACHABLE)
         return 0
 
     async def stop(self, now: bool = False) -> None:

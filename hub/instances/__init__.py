@@ -62,6 +62,9 @@ def service_environment(c: Config, settings: Settings, env: Mapping[str, str]) -
         EC2HUB_AWS_REGION=settings.aws_region,
         EC2HUB_AWS_ENDPOINT_URL=settings.aws_endpoint_url,
         EC2HUB_INSTANCES_PROFILES=json.dumps(list(profiles), default=sorted),
+        EC2HUB_ORPHAN_GRACE=str(settings.orphan_grace),
+        EC2HUB_ORPHAN_ACTION=settings.orphan_action,
+        EC2HUB_RECONCILE_EVERY=str(settings.reconcile_every),
     )
     return chosen
 

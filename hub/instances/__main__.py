@@ -11,17 +11,20 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuth
 
 from hub.instances.app import HubInstances, HubUsers, ServiceSettings, make_app
+from hub.reconciler import OrphanReconciler
 
 
 async def serve() -> None:
     service = ServiceSettings.from_env()
     # Demoting an admin in the hub locks them out of this page within a minute, not the default five.
     hub_auth = HubOAuth(cache_max_age=60)
+    instances = HubInstances(service.hub_id, service.region, service.endpoint_url)
+    hub_users = HubUsers(hub_auth.api_url, hub_auth.api_token)
+    reconciler = OrphanReconciler(
+        instances, hub_users, grace=service.orphan_grace, action=service.orphan_action
+    )
     app = make_app(
-        service,
-        hub_auth=hub_auth,
-        instances=HubInstances(service.hub_id, service.region, service.endpoint_url),
-        hub_users=HubUsers(hub_auth.api_url, hub_auth.api_token),
+        service, hub_auth=hub_auth, instances=instances, hub_users=hub_users, reconciler=reconciler
     )
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     app.listen(url.port or 80, address=url.hostname or "127.0.0.1")
@@ -33,7 +36,9 @@ async def serve() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reconciling = asyncio.create_task(reconciler.run_forever(service.reconcile_every))
     await stop.wait()
+    reconciling.cancel()
 
 
 def main() -> None:

@@ -59,6 +59,10 @@ class ServiceSettings:
     profiles: tuple[Profile, ...]
     prefix: str
     hub_prefix: str
+    # The orphan reconciler (hub/reconciler.py): grace in seconds, stop or terminate, how often.
+    orphan_grace: float = 3600
+    orphan_action: str = "stop"
+    reconcile_every: float = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -72,6 +76,9 @@ class ServiceSettings:
             profiles=tuple(Profile.from_config(p) for p in profiles),
             prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/instances/"),
             hub_prefix=url_path_join(env.get("JUPYTERHUB_BASE_URL", "/"), "hub/"),
+            orphan_grace=float(env.get("EC2HUB_ORPHAN_GRACE") or 3600),
+            orphan_action=env.get("EC2HUB_ORPHAN_ACTION") or "stop",
+            reconcile_every=float(env.get("EC2HUB_RECONCILE_EVERY") or 300),
         )
 
 
@@ -209,7 +216,9 @@ class InstancesPage(AdminOnlyHandler):
                 503, "The hub did not answer the list of its users; reload in a minute."
             ) from e
         now = self.settings["clock"]()
-        rows = instance_rows(instances, hub_servers, self.service.profiles, now)
+        reconciler = self.settings.get("reconciler")
+        notes = reconciler.notes() if reconciler is not None else {}
+        rows = instance_rows(instances, hub_servers, self.service.profiles, now, notes)
         done = self.get_query_argument("done", "")
         done_id = self.get_query_argument("instance", "")
         notice = ""
@@ -284,6 +293,7 @@ def make_app(
     instances: Any,
     hub_users: Any,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    reconciler: Any = None,
 ) -> web.Application:
     prefix = service.prefix
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
@@ -300,6 +310,7 @@ def make_app(
         instances=instances,
         hub_users=hub_users,
         clock=clock,
+        reconciler=reconciler,
         templates=templates,
         # Signs the OAuth state and xsrf cookies only; a restart just sends admins through OAuth again.
         cookie_secret=secrets.token_bytes(32),

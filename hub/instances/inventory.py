@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from spawner.pool import TAG_POOL
 from spawner.profiles import Profile
 from spawner.spawner import DEFAULT_SERVER_TAG, TAG_HUB, TAG_SERVER, TAG_USER
 
@@ -128,16 +129,23 @@ class InstanceRow:
 
 
 def instance_row(
-    instance: Mapping, hub_servers: HubServers, profiles: Iterable[Profile], now: datetime
+    instance: Mapping,
+    hub_servers: HubServers,
+    profiles: Iterable[Profile],
+    now: datetime,
+    orphan_note: str = "",
 ) -> InstanceRow:
     tags = tags_of(instance)
     user = tags.get(TAG_USER, "")
     server = server_name(tags.get(TAG_SERVER, DEFAULT_SERVER_TAG))
     state = instance["State"]["Name"]
     profile = size_for(instance.get("InstanceType", ""), profiles)
+    # A hot-pool instance waits for a start to take it over: the hub's own, no orphan.
+    pooled = TAG_POOL in tags
+    reason = "" if pooled else with_note(orphan_reason(user, server, state, hub_servers), orphan_note)
     return InstanceRow(
         instance_id=instance["InstanceId"],
-        user=user,
+        user="(hot pool)" if pooled else user,
         server=server,
         size=profile.display_name if profile else "unknown",
         instance_type=instance.get("InstanceType", ""),
@@ -146,16 +154,29 @@ def instance_row(
         launched=instance["LaunchTime"].strftime("%Y-%m-%d %H:%M UTC"),
         uptime=format_uptime(instance, now),
         cost=format_cost(cost_so_far(instance, profile, now)),
-        orphan_reason=orphan_reason(user, server, state, hub_servers),
+        orphan_reason=reason,
     )
 
 
+def with_note(reason: str, note: str) -> str:
+    """The orphan reason, followed by what the reconciler will do about it (only for orphans)."""
+    return f"{reason}; {note}" if reason and note else reason
+
+
 def instance_rows(
-    instances: Iterable[Mapping], hub_servers: HubServers, profiles: Iterable[Profile], now: datetime
+    instances: Iterable[Mapping],
+    hub_servers: HubServers,
+    profiles: Iterable[Profile],
+    now: datetime,
+    orphan_notes: Mapping[str, str] | None = None,
 ) -> list[InstanceRow]:
-    """The page's rows: orphans first (they need attention), then by user, server and launch time."""
+    """The page's rows: orphans first (they need attention), then by user, server and launch time.
+
+    `orphan_notes` (instance id -> text) says what the reconciler will do about an orphan and when.
+    """
     profiles = list(profiles)
-    rows = [instance_row(i, hub_servers, profiles, now) for i in instances]
+    notes = orphan_notes or {}
+    rows = [instance_row(i, hub_servers, profiles, now, notes.get(i["InstanceId"], "")) for i in instances]
     return sorted(rows, key=lambda r: (not r.orphan, r.user, r.server, r.launched, r.instance_id))
 
 

@@ -209,6 +209,41 @@ INSTANCES = {
     "RunInstances without the hub tag": (hub_request("ec2:RunInstances", INSTANCE_ARN), DENIED),
 }
 
+CLAIMS = {
+    "CreateTags (owner tags) on this hub's pool instance": (
+        hub_request(
+            "ec2:CreateTags",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:user", "ec2hub:server", "Name"]},
+        ),
+        ALLOWED,
+    ),
+    "DeleteTags ec2hub:pool on this hub's instance": (
+        hub_request(
+            "ec2:DeleteTags",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:pool"]},
+        ),
+        ALLOWED,
+    ),
+    "CreateTags on another hub's instance": (
+        hub_request(
+            "ec2:CreateTags",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": "other-hub", "aws:TagKeys": ["ec2hub:user"]},
+        ),
+        DENIED,
+    ),
+    "CreateTags that would move an instance to another hub": (
+        hub_request(
+            "ec2:CreateTags",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:hub"]},
+        ),
+        DENIED,
+    ),
+}
+
 BOUNDARY_LOCK = {
     "DeleteRolePermissionsBoundary on a user role": (
         hub_request("iam:DeleteRolePermissionsBoundary", ALICE_ROLE_ARN),
@@ -216,7 +251,7 @@ BOUNDARY_LOCK = {
     ),
 }
 
-TABLES = [LISTING, OBJECTS, TOKENS, CREATE_ROLE, PASS_ROLE, INSTANCES, BOUNDARY_LOCK]
+TABLES = [LISTING, OBJECTS, TOKENS, CREATE_ROLE, PASS_ROLE, INSTANCES, CLAIMS, BOUNDARY_LOCK]
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +319,11 @@ def test_hub_passes_only_user_roles_and_only_to_ec2(decisions):
 def test_hub_launches_and_manages_only_its_own_instances(decisions):
     """Checked by iam-simulate (moto ignores aws:RequestTag / ec2:ResourceTag conditions)."""
     assert_decisions(decisions, INSTANCES)
+
+
+def test_hub_retags_only_its_own_instances_and_never_their_hub(decisions):
+    """Claiming a hot-pool instance retags it; iam-simulate checks the tag conditions moto ignores."""
+    assert_decisions(decisions, CLAIMS)
 
 
 def test_hub_can_never_remove_a_permissions_boundary(decisions):

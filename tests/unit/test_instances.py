@@ -138,6 +138,15 @@ def test_orphans_are_instances_no_hub_server_owns():
     assert "stopped" in orphan_reason("alice", "", "pending", hub)
 
 
+def test_a_hot_pool_instance_is_the_hubs_own_not_an_orphan():
+    pooled = instance("i-00000000000000001", user=None, server=None, **{})
+    pooled["Tags"].append({"Key": "ec2hub:pool", "Value": "small"})
+    ghost = instance("i-00000000000000002", user=None, server=None)
+    rows = {r.instance_id: r for r in instance_rows([pooled, ghost], {}, PROFILES, NOW)}
+    assert not rows[pooled["InstanceId"]].orphan and rows[pooled["InstanceId"]].user == "(hot pool)"
+    assert rows[ghost["InstanceId"]].orphan
+
+
 def test_rows_name_the_default_server_and_list_orphans_first():
     instances = [
         instance("i-000000000000000a1", user="alice"),

@@ -219,3 +219,97 @@ async def test_no_subnets_is_a_configuration_message(account):
     with pytest.raises(SpawnException) as failure:
         await spawner.start()
     assert "c.EC2Spawner.subnet_ids" in failure.value.message
+
+
+# -- why a server is not running, and what the user is told --------------------------------------
+
+
+def set_state_reason(instance_id: str, code: str, message: str) -> None:
+    """What EC2 records when it, not the hub, stops an instance (moto's backend, in-process)."""
+    from moto.backends import get_backend
+    from moto.ec2.models.instances import StateReason
+
+    backend = get_backend("ec2")["123456789012"]["us-east-1"]
+    backend.get_instance(instance_id).state_reason = StateReason(message, code)
+
+
+async def test_a_reclaimed_spot_instance_is_explained_and_the_reason_outlives_the_stop(account):
+    spawner = make_spawner(account, use_spot=True)
+    await spawner.start()
+    account.ec2.stop_instances(InstanceIds=[spawner.instance_id])
+    set_state_reason(spawner.instance_id, "Server.SpotInstanceShutdown", "Server.SpotInstanceShutdown: Spot")
+    assert await spawner.poll() == 0
+    assert "AWS reclaimed your spot instance" in spawner.stop_reason
+    assert "home is on its disk" in spawner.stop_reason
+
+    await spawner.stop()
+    spawner.clear_state()  # what the hub does after a stop
+    state = spawner.get_state()
+    restored = make_spawner(account)
+    restored.load_state(state)
+    assert "reclaimed" in restored.stop_reason, "the reason survives a hub restart"
+    form = restored.options_form(restored)
+    assert "reclaimed your spot instance" in form
+    assert "checked" not in form.split('name="spot"')[1].split(">")[0], "spot is not preselected"
+
+    await restored.start()
+    events = [e async for e in restored.progress()]
+    assert "reclaimed" in events[0]["message"], "the next start says what happened first"
+    assert restored.stop_reason == ""
+
+
+async def test_an_instance_terminated_outside_the_hub_is_explained(account, spawner):
+    await spawner.start()
+    account.ec2.terminate_instances(InstanceIds=[spawner.instance_id])
+    assert await spawner.poll() == 0
+    assert "terminated outside the hub" in spawner.stop_reason
+    assert "S3 folder" in spawner.stop_reason
+
+
+class EndsWhileBooting(EC2Spawner):
+    """EC2 cannot boot the instance: it goes from pending back to stopped with an internal error."""
+
+    async def _call(self, operation, **kwargs):
+        response = await super()._call(operation, **kwargs)
+        if operation == "run_instances":
+            instance_id = response["Instances"][0]["InstanceId"]
+            await super()._call("stop_instances", InstanceIds=[instance_id])
+            set_state_reason(
+                instance_id, "Server.InternalError", "Server.InternalError: Internal error on launch"
+            )
+        return response
+
+
+async def test_a_boot_that_ends_is_a_clear_failure_shown_by_the_hubs_pages(account):
+    spawner = make_spawner(account, cls=EndsWhileBooting)
+    with pytest.raises(SpawnException) as failure:
+        await spawner.start()
+    assert "AWS could not boot your instance" in failure.value.message
+    # JupyterHub's pages and progress stream show `jupyterhub_message`, never the log message.
+    assert failure.value.jupyterhub_message == failure.value.message
+    assert the_instance(account, spawner.instance_id)["State"]["Name"] == "stopped"
+    assert spawner.stop_reason.startswith("the last start failed")
+
+
+class OnLoopback(EC2Spawner):
+    """The instance's address is a loopback one where nothing listens (the server died)."""
+
+    async def _describe(self, instance_id):
+        instance = await super()._describe(instance_id)
+        if instance is not None:
+            instance["PrivateIpAddress"] = "127.0.0.1"
+        return instance
+
+
+async def test_a_running_server_that_stops_answering_is_dead_after_repeated_checks(account):
+    from jupyterhub.objects import Server
+
+    from tests.e2e.stack import free_port
+
+    spawner = make_spawner(account, cls=OnLoopback, unreachable_checks=2, server_check_timeout=1)
+    await spawner.start()
+    spawner.server_port = free_port()  # nothing listens there
+    spawner.server = Server(ip="127.0.0.1", port=spawner.server_port, base_url="/user/alice/")
+    assert await spawner.poll() is None, "one missed check is not enough"
+    assert await spawner.poll() == 0, "two in a row: dead"
+    assert "stopped answering" in spawner.stop_reason
