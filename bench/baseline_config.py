@@ -20,3 +20,7 @@ c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 c.Spawner.options_form = ""
 # The instances' bootstrap passes --allow-root when there is no unprivileged user; the same here.
 c.Spawner.args = ["--allow-root"]
+# The same patience as EC2Spawner's (JupyterHub's defaults, 60 s and 30 s, end servers that share two
+# cores with 49 others before they answer).
+c.Spawner.start_timeout = 600
+c.Spawner.http_timeout = 300

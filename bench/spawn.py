@@ -202,6 +202,11 @@ def main() -> int:
                 stack.config_file = REPO / "bench" / "baseline_config.py"
                 stack.start_hub()
                 baseline = Bench(stack, args.size).run("local", args.sequential, concurrent)
+            except BaseException:
+                args.output.with_suffix(".partial.json").write_text(
+                    json.dumps({**results, **locals().get("ec2", {})})
+                )
+                raise
             finally:
                 stack.stop()
     results["ec2spawner"] = ec2
