@@ -182,6 +182,7 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "size": args.size,
     }
+    ec2: dict = {}
     with tempfile.TemporaryDirectory(prefix="ec2hub-bench-") as tmp:
         log_path = RESULTS / "spawn-stack.log"  # the hub's and the local cloud's output, for a look after
         with log_path.open("w") as log:
@@ -204,7 +205,7 @@ def main() -> int:
                 baseline = Bench(stack, args.size).run("local", args.sequential, concurrent)
             except BaseException:
                 args.output.with_suffix(".partial.json").write_text(
-                    json.dumps({**results, **locals().get("ec2", {})})
+                    json.dumps({**results, "ec2spawner": ec2})
                 )
                 raise
             finally:
