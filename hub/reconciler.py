@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.instances.inventory import BILLED_STATES, orphan_reason, server_name, tags_of
+from hub.instances.inventory import BILLED_STATES, orphan_reason, owner_of, servers_for, tags_of
 from spawner.pool import TAG_POOL
-from spawner.spawner import DEFAULT_SERVER_TAG, TAG_SERVER, TAG_USER
 
 log = logging.getLogger("ec2hub.reconciler")
 
@@ -31,9 +30,19 @@ class Orphan:
     """A billed instance no hub server owns, since when, and when the reconciler acts on it."""
 
     instance_id: str
+    user: str
     reason: str
     since: datetime
     due: datetime
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    """What the last full check saw, for the top of the Instances page."""
+
+    checked_at: datetime | None
+    billed: int
+    orphans: tuple[Orphan, ...]
 
 
 class OrphanReconciler:
@@ -57,6 +66,8 @@ class OrphanReconciler:
         self.clock = clock
         self.orphans: dict[str, Orphan] = {}
         self.acted: list[tuple[str, str]] = []
+        self.checked_at: datetime | None = None
+        self.billed = 0
 
     def note(self, instance_id: str) -> str:
         """What the page says about an orphan's fate, or "" when the reconciler is not acting on it."""
@@ -71,25 +82,34 @@ class OrphanReconciler:
     def notes(self) -> dict[str, str]:
         return {instance_id: self.note(instance_id) for instance_id in self.orphans}
 
-    async def run_once(self) -> list[str]:
-        """One comparison; returns the ids of the instances acted on."""
-        instances, hub_servers = await asyncio.gather(self.instances.list(), self.hub_users.servers())
-        now = self.clock()
-        billed_orphans: dict[str, str] = {}
+    def summary(self) -> CheckSummary:
+        orphans = sorted(self.orphans.values(), key=lambda o: (o.since, o.instance_id))
+        return CheckSummary(self.checked_at, self.billed, tuple(orphans))
+
+    async def _billed_orphans(self) -> dict[str, tuple[str, str]]:
+        """Billed instances no hub server owns: instance id -> (user, reason), asked afresh."""
+        instances = [i for i in await self.instances.list(BILLED_STATES) if TAG_POOL not in tags_of(i)]
+        self.billed = len(instances)
+        hub_servers = await servers_for(self.hub_users, instances)
+        found = {}
         for instance in instances:
-            state = instance["State"]["Name"]
-            if state not in BILLED_STATES or TAG_POOL in tags_of(instance):
-                continue  # stopped ones cost only a disk; the hot pool's instances are the hub's own
             reason = self._reason(instance, hub_servers)
             if reason:
-                billed_orphans[instance["InstanceId"]] = reason
+                found[instance["InstanceId"]] = (owner_of(instance)[0], reason)
+        return found
+
+    async def run_once(self) -> list[str]:
+        """One comparison; returns the ids of the instances acted on."""
+        billed_orphans = await self._billed_orphans()
+        now = self.clock()
+        self.checked_at = now
         # An instance that found its server again (or stopped) is no orphan any more.
         self.orphans = {k: v for k, v in self.orphans.items() if k in billed_orphans}
         acted = []
-        for instance_id, reason in billed_orphans.items():
+        for instance_id, (user, reason) in billed_orphans.items():
             orphan = self.orphans.get(instance_id)
             if orphan is None:
-                orphan = Orphan(instance_id, reason, now, now + self.grace)
+                orphan = Orphan(instance_id, user, reason, now, now + self.grace)
                 self.orphans[instance_id] = orphan
                 log.warning(
                     "Instance %s is an orphan (%s); %s at %s", instance_id, reason, self.action, orphan.due
@@ -108,13 +128,8 @@ class OrphanReconciler:
 
     @staticmethod
     def _reason(instance: Mapping, hub_servers: Mapping) -> str:
-        tags = tags_of(instance)
-        return orphan_reason(
-            tags.get(TAG_USER, ""),
-            server_name(tags.get(TAG_SERVER, DEFAULT_SERVER_TAG)),
-            instance["State"]["Name"],
-            hub_servers,
-        )
+        user, server = owner_of(instance)
+        return orphan_reason(user, server, instance["State"]["Name"], hub_servers)
 
     async def run_forever(self, every: float) -> None:
         """Compare every `every` seconds until cancelled; a failed round is logged and the next one runs."""

@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote
 
@@ -107,6 +107,7 @@ class Front:
     def __init__(self, app, audit_path: Path, gate: Gate, faults: Faults | None = None) -> None:
         self.app = app
         self.gate = gate
+        self._iam_writes = threading.Lock()
         self.faults = faults or Faults()
         self.audit_path = audit_path
         self._audit_lock = threading.Lock()
@@ -125,7 +126,10 @@ class Front:
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
-        with self.gate.request():
+        # moto's IAM is not safe for concurrent changes (50 starts at once once answered a 500); IAM
+        # applies each change atomically, so they go through one at a time here.
+        serial = self._iam_writes if service == "iam" and not _READ_ONLY.match(action) else nullcontext()
+        with self.gate.request(), serial:
             result = self.app(environ, recording_start_response)
             try:
                 body = b"".join(result)

@@ -79,7 +79,36 @@ def authorize_instance_profile_actions_on_the_profile() -> None:
     IamResponse._determine_resource = _determine_resource
 
 
+def look_up_tags_by_resource() -> None:
+    """A resource's tags straight from moto's tag table, not by scanning every tag of the account.
+
+    moto finds one instance's tags by filtering all tags of all resources, so a tag-filtered
+    DescribeInstances is quadratic: with 1,000 instances it took 2.5 s, where EC2 answers in a
+    fraction of a second. The answer is the same list, found directly.
+    """
+    from moto.ec2.models.core import TaggedEC2Resource
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    if getattr(TaggedEC2Resource, "_ec2hub_direct_tags", False):
+        return
+
+    def get_tags(resource) -> list[dict[str, str]]:
+        resource_id = getattr(resource, "id", None)
+        if not resource_id:
+            return []
+        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+        tags = resource.ec2_backend.tags.get(resource_id, {})
+        return [
+            {"resource_id": resource_id, "key": key, "value": value, "resource_type": kind}
+            for key, value in list(tags.items())
+        ]
+
+    TaggedEC2Resource.get_tags = get_tags
+    TaggedEC2Resource._ec2hub_direct_tags = True
+
+
 def apply() -> None:
+    look_up_tags_by_resource()
     skip_checks_moto_cannot_make()
     accept_modified_user_data()
     authorize_instance_profile_actions_on_the_profile()

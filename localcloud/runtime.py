@@ -58,7 +58,7 @@ def all_instances() -> list[Instance]:
 class Booted:
     """What runs for one instance: its user-data process group and its metadata service."""
 
-    def __init__(self, process: subprocess.Popen | None, metadata: MetadataServer) -> None:
+    def __init__(self, process: subprocess.Popen | None, metadata: MetadataServer | None) -> None:
         self.process = process
         self.metadata = metadata
         self.exit_reported = False
@@ -251,11 +251,12 @@ class InstanceRuntime:
         home.mkdir(parents=True, exist_ok=True)
         ip = instance.private_ip
         self._console_line(instance.id, f"booting {instance.id} ({instance.instance_type}) at {ip}")
-        metadata = MetadataServer(instance, ip, self.imds_port)
-        metadata.start()
-        process = None
+        process = metadata = None
         user_data = decode_user_data(instance.user_data)
         if user_data.startswith(b"#!"):
+            # Only the instance's own processes ask its metadata service: none without a script.
+            metadata = MetadataServer(instance, ip, self.imds_port)
+            metadata.start()
             script = disk / "user-data"
             script.write_bytes(user_data)
             script.chmod(0o700)
@@ -286,7 +287,8 @@ class InstanceRuntime:
             if booted.process is not None and booted.process.poll() is None:
                 _end_process_group(booted.process)
                 self._console_line(instance.id, f"processes of {instance.id} ended")
-            booted.metadata.stop()
+            if booted.metadata is not None:
+                booted.metadata.stop()
         # Power off: whatever the instance mounted (its S3 folders) goes with it.
         for mountpoint in mounts_under(self.disk(instance.id)):
             subprocess.run(["umount", "-l", mountpoint], check=False, capture_output=True)

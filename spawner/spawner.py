@@ -17,6 +17,7 @@ from traitlets import Integer, Unicode
 from hub.identity import UserIdentity, UserNames
 from spawner import aws
 from spawner.config import EC2SpawnerConfig
+from spawner.states import InstanceStates
 from spawner.stop_reasons import UNREACHABLE, InstanceEnded, why_not_running
 from spawner.timing import PhaseTimer
 from spawner.userdata import render_user_data
@@ -528,11 +529,21 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             )
         return error
 
+    async def _polled_instance(self) -> dict | None:
+        """The instance as the hub's shared list has it (spawner/states.py), or asked about alone."""
+        states = InstanceStates.of(
+            self._client("ec2"), (TAG_HUB, self.hub_id), self.region, self.endpoint_url
+        )
+        instance = await states.get(self.instance_id, max_age=self.poll_interval / 2)
+        if instance is None:  # launched since the list was made, or gone
+            instance = await self._describe(self.instance_id)
+        return instance
+
     async def poll(self) -> int | None:
         if not self.instance_id:
             return 0
         try:
-            instance = await self._describe(self.instance_id)
+            instance = await self._polled_instance()
         except (ClientError, BotoCoreError) as e:
             # Unable to ask is not the same as stopped: keep the server until EC2 says so.
             self.log.warning("Could not poll instance %s: %s", self.instance_id, e)

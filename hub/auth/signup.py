@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import bcrypt
+from jupyterhub.scopes import needs_scope
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import AuthorizationAreaHandler, ToggleAuthorizationHandler
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
+from tornado.httputil import url_concat
 from traitlets import Unicode
 from traitlets.config import Config
 
@@ -14,6 +19,8 @@ from hub.settings import Settings
 MINIMUM_PASSWORD_LENGTH = 10
 FAILED_SIGN_INS_BEFORE_LOCK = 5
 LOCK_SECONDS = 600
+# Accounts per page of /hub/authorize: a hub of 10,000 people answers as fast as one of ten.
+APPROVALS_PAGE = 100
 
 
 class LockAwareLoginHandler(NativeLoginHandler):
@@ -48,6 +55,58 @@ class LockAwareLoginHandler(NativeLoginHandler):
         self.finish(await self._render(login_error=error, username=username))
 
 
+class PagedApprovalsHandler(AuthorizationAreaHandler):
+    """/hub/authorize a page at a time: sign-ups waiting for approval first, then everyone by name.
+
+    `?user=ali` keeps the accounts whose name starts with "ali"; `?page=2` is the next page.
+    """
+
+    @needs_scope("admin:users")
+    async def get(self):
+        name = self.get_argument("user", "").strip().lower()[:255]
+        page = self.get_argument("page", "1")
+        page = int(page) if page.isdigit() and 0 < len(page) < 7 else 1
+        query = self.db.query(UserInfo)
+        if name:
+            query = query.filter(UserInfo.username.startswith(name, autoescape=True))
+        total = query.count()
+        waiting = query.filter(UserInfo.is_authorized.is_(False)).count()
+        pages = max(1, math.ceil(total / APPROVALS_PAGE))
+        page = min(page, pages)
+        users = (
+            query.order_by(UserInfo.is_authorized, UserInfo.username)
+            .offset((page - 1) * APPROVALS_PAGE)
+            .limit(APPROVALS_PAGE)
+            .all()
+        )
+
+        def page_url(number: int) -> str:
+            query = {"user": name} if name else {}
+            return url_concat(f"{self.hub.base_url}authorize", {**query, "page": number})
+
+        html = await self.render_template(
+            "approvals.html",
+            users=users,
+            total=total,
+            waiting=waiting,
+            user_filter=name,
+            page=page,
+            pages=pages,
+            previous_url=page_url(page - 1) if page > 1 else "",
+            next_url=page_url(page + 1) if page < pages else "",
+        )
+        self.finish(html)
+
+
+class ToggleApprovalHandler(ToggleAuthorizationHandler):
+    """Approve or withdraw an account, then show it (on a large hub it may be on any page)."""
+
+    @needs_scope("admin:users")
+    async def get(self, slug):
+        UserInfo.change_authorization(self.db, slug)
+        self.redirect(url_concat(f"{self.hub.base_url}authorize", {"user": slug}) + f"#{slug}")
+
+
 class SignUpAuthenticator(NativeAuthenticator):
     """People sign up; an admin approves them at /hub/authorize; the settings' admin exists from the start."""
 
@@ -70,10 +129,12 @@ class SignUpAuthenticator(NativeAuthenticator):
         self.db.commit()
 
     def get_handlers(self, app):
-        return [
-            (path, LockAwareLoginHandler if path == r"/login" else handler)
-            for path, handler in super().get_handlers(app)
-        ]
+        ours = {
+            r"/login": LockAwareLoginHandler,
+            r"/authorize": PagedApprovalsHandler,
+            r"/authorize/([^/]*)": ToggleApprovalHandler,
+        }
+        return [(path, ours.get(path, handler)) for path, handler in super().get_handlers(app)]
 
 
 def configure(c: Config, settings: Settings) -> None:

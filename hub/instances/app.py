@@ -8,12 +8,13 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,6 +29,7 @@ from hub.instances.inventory import (
     check_belongs_to_hub,
     hub_servers_from_users,
     instance_rows,
+    servers_for,
     tags_of,
 )
 from spawner import aws
@@ -48,6 +50,20 @@ NOT_TERMINATED = ["pending", "running", "shutting-down", "stopping", "stopped"]
 # The largest page the hub's REST API gives (JupyterHub's api_page_max_limit default).
 HUB_PAGE_LIMIT = 200
 
+# Instances per page, and the bounds EC2 puts on DescribeInstances' MaxResults.
+PAGE_SIZE = 50
+MIN_PAGE, MAX_PAGE = 5, 1000
+EMPTY_PAGES_FOLLOWED = 5
+# EC2's page tokens are a few hundred characters; anything much longer is not one.
+MAX_TOKEN = 4096
+
+# The page may flag instances from a list of the hub's active servers this many seconds old: a
+# server started since is looked up by name, one stopped since is only seen on the next list.
+ACTIVE_MAX_AGE = 10.0
+
+# A user filter is a hub user name, or an EC2 wildcard pattern ("ali*").
+USER_FILTER_MAX = 255
+
 
 @dataclass(frozen=True)
 class ServiceSettings:
@@ -63,6 +79,7 @@ class ServiceSettings:
     orphan_grace: float = 3600
     orphan_action: str = "stop"
     reconcile_every: float = 300
+    page_size: int = PAGE_SIZE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -89,18 +106,41 @@ class HubInstances:
         self.hub_id = hub_id
         self._client = aws.client("ec2", region, endpoint_url)
 
+    def _filters(self, states: Sequence[str], user: str = "") -> list[dict]:
+        filters = [
+            {"Name": f"tag:{TAG_HUB}", "Values": [self.hub_id]},
+            {"Name": "instance-state-name", "Values": list(states)},
+        ]
+        if user:
+            filters.append({"Name": f"tag:{TAG_USER}", "Values": [user]})
+        return filters
+
     def _describe_all(self, **kwargs: Any) -> list[dict]:
         paginator = self._client.get_paginator("describe_instances")
         return [
             i for page in paginator.paginate(**kwargs) for r in page["Reservations"] for i in r["Instances"]
         ]
 
-    async def list(self) -> list[dict]:
-        filters = [
-            {"Name": f"tag:{TAG_HUB}", "Values": [self.hub_id]},
-            {"Name": "instance-state-name", "Values": NOT_TERMINATED},
-        ]
-        return await aws.run(self._describe_all, Filters=filters)
+    def _describe_page(self, limit: int, token: str, user: str) -> tuple[list[dict], str]:
+        kwargs: dict[str, Any] = {"Filters": self._filters(NOT_TERMINATED, user), "MaxResults": limit}
+        # EC2 may answer a filtered page with no instances and a token: follow a few such pages.
+        for _ in range(EMPTY_PAGES_FOLLOWED):
+            if token:
+                kwargs["NextToken"] = token
+            response = self._client.describe_instances(**kwargs)
+            instances = [i for r in response["Reservations"] for i in r["Instances"]]
+            token = response.get("NextToken", "")
+            if instances or not token:
+                break
+        return instances, token
+
+    async def list(self, states: Sequence[str] = NOT_TERMINATED) -> list[dict]:
+        """Every instance of this hub in one of `states` (all pages: for the reconciler, not for pages)."""
+        return await aws.run(self._describe_all, Filters=self._filters(states))
+
+    async def page(self, limit: int, token: str = "", user: str = "") -> tuple[list[dict], str]:
+        """One page of at most `limit` instances (optionally one user's) and the next page's token."""
+        return await aws.run(self._describe_page, max(MIN_PAGE, min(limit, MAX_PAGE)), token, user)
 
     async def find(self, instance_id: str) -> dict | None:
         try:
@@ -116,27 +156,66 @@ class HubInstances:
 
 
 class HubUsers:
-    """The hub's users and their servers (stopped ones too), read with the service's own token."""
+    """The hub's users and their servers, read with the service's own token, a few at a time.
 
-    def __init__(self, api_url: str, api_token: str) -> None:
+    Nothing here reads every user: a hub with 10,000 users answers the page with the few users on
+    it, and the reconciler with the users whose servers are active.
+    """
+
+    def __init__(self, api_url: str, api_token: str, concurrency: int = 8) -> None:
         self.api_url = api_url
         self.api_token = api_token
+        self._concurrency = asyncio.Semaphore(concurrency)
+        self._active: HubServers | None = None
+        self._active_at = 0.0
+        self._refreshing = asyncio.Lock()
 
-    async def servers(self) -> HubServers:
+    async def _get(self, path: str, query: Mapping[str, Any]) -> dict | None:
+        """The hub's JSON answer, or None when it says 404 (no such user)."""
+        request = HTTPRequest(
+            url_path_join(self.api_url, path) + f"?{urlencode(query)}",
+            headers={
+                "Authorization": f"token {self.api_token}",
+                "Accept": "application/jupyterhub-pagination+json",
+            },
+            request_timeout=30,
+        )
+        async with self._concurrency:
+            try:
+                response = await AsyncHTTPClient().fetch(request)
+            except HTTPClientError as e:
+                if e.code == 404:
+                    return None
+                raise
+        return json.loads(response.body)
+
+    async def servers_of(self, names: Iterable[str]) -> HubServers:
+        """The named users' servers, stopped ones too; a user the hub does not have is left out."""
+        names = sorted(set(names))
+        models = await asyncio.gather(
+            *(self._get(f"users/{quote(name, safe='')}", {"include_stopped_servers": 1}) for name in names)
+        )
+        return hub_servers_from_users(m for m in models if m is not None)
+
+    async def active_servers(self, max_age: float = 0) -> HubServers:
+        """Users with a server starting, running or stopping, and those servers only.
+
+        An answer at most `max_age` seconds old is reused; concurrent callers share one refresh.
+        """
+        async with self._refreshing:
+            if self._active is None or time.monotonic() - self._active_at > max_age:
+                asked_at = time.monotonic()
+                self._active = await self._read_active()
+                self._active_at = asked_at
+            return self._active
+
+    async def _read_active(self) -> HubServers:
         users: list[dict] = []
         offset = 0
         while True:
-            query = urlencode({"include_stopped_servers": 1, "offset": offset, "limit": HUB_PAGE_LIMIT})
-            request = HTTPRequest(
-                url_path_join(self.api_url, "users") + f"?{query}",
-                headers={
-                    "Authorization": f"token {self.api_token}",
-                    "Accept": "application/jupyterhub-pagination+json",
-                },
-                request_timeout=30,
-            )
-            response = await AsyncHTTPClient().fetch(request)
-            page = json.loads(response.body)
+            page = await self._get("users", {"state": "active", "offset": offset, "limit": HUB_PAGE_LIMIT})
+            if page is None:
+                return hub_servers_from_users(users)
             users.extend(page["items"])
             following = page["_pagination"].get("next")
             if not following:
@@ -202,12 +281,29 @@ class AdminOnlyHandler(HubOAuthenticated, web.RequestHandler):
 
 
 class InstancesPage(AdminOnlyHandler):
+    """One page of the hub's instances (EC2 pages them), with the few hub users they belong to.
+
+    The cost of a page does not grow with the hub: one DescribeInstances call of at most
+    `page_size` instances, and one hub API call per user on the page. Orphans anywhere in the
+    hub come from the reconciler's last full check, above the table.
+    """
+
     async def get(self) -> None:
+        user = self.get_query_argument("user", "").strip()
+        token = self.get_query_argument("token", "")
+        if len(user) > USER_FILTER_MAX or len(token) > MAX_TOKEN:
+            raise web.HTTPError(400, "That filter or page link is too long.")
+        number = self.get_query_argument("page", "1")
+        number = int(number) if number.isdigit() and 0 < len(number) < 7 else 1
+        instances: HubInstances = self.settings["instances"]
         try:
-            instances, hub_servers = await asyncio.gather(
-                self.settings["instances"].list(), self.settings["hub_users"].servers()
-            )
+            found, next_token = await instances.page(self.service.page_size, token, user)
+            hub_servers = await servers_for(self.settings["hub_users"], found, ACTIVE_MAX_AGE)
         except (ClientError, BotoCoreError) as e:
+            if token and aws.error_code(e) in ("InvalidParameterValue", "InvalidNextToken"):
+                raise web.HTTPError(
+                    400, "That page link has expired: start again from the first page."
+                ) from e
             log.error("Could not list instances: %s", e)
             raise web.HTTPError(503, "AWS did not answer the list of instances; reload in a minute.") from e
         except (HTTPClientError, OSError) as e:
@@ -218,7 +314,7 @@ class InstancesPage(AdminOnlyHandler):
         now = self.settings["clock"]()
         reconciler = self.settings.get("reconciler")
         notes = reconciler.notes() if reconciler is not None else {}
-        rows = instance_rows(instances, hub_servers, self.service.profiles, now, notes)
+        rows = instance_rows(found, hub_servers, self.service.profiles, now, notes)
         done = self.get_query_argument("done", "")
         done_id = self.get_query_argument("instance", "")
         notice = ""
@@ -230,7 +326,18 @@ class InstancesPage(AdminOnlyHandler):
             notice=notice,
             hub_id=self.service.hub_id,
             xsrf=self.xsrf_token.decode("ascii"),
+            user_filter=user,
+            page_number=number,
+            next_url=self._page_url(user, next_token, number + 1) if next_token else "",
+            first_url=self._page_url(user, "", 1) if token else "",
+            check=reconciler.summary() if reconciler is not None else None,
         )
+
+    def _page_url(self, user: str, token: str, number: int) -> str:
+        query = {k: v for k, v in (("user", user), ("token", token)) if v}
+        if token:
+            query["page"] = str(number)
+        return f"{self.service.prefix}?{urlencode(query)}" if query else self.service.prefix
 
 
 class InstanceAction(AdminOnlyHandler):

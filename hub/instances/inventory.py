@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from spawner.pool import TAG_POOL
 from spawner.profiles import Profile
@@ -183,3 +184,31 @@ def instance_rows(
 def hub_servers_from_users(users: Iterable[Mapping]) -> dict[str, dict[str, Mapping]]:
     """User models of the hub REST API (with stopped servers) to user -> server name -> server model."""
     return {u["name"]: dict(u.get("servers") or {}) for u in users}
+
+
+def owner_of(instance: Mapping) -> tuple[str, str]:
+    """The hub user and server name an instance's tags say it belongs to."""
+    tags = tags_of(instance)
+    return tags.get(TAG_USER, ""), server_name(tags.get(TAG_SERVER, DEFAULT_SERVER_TAG))
+
+
+async def servers_for(hub_users: Any, instances: Iterable[Mapping], active_max_age: float = 0) -> HubServers:
+    """What the hub knows about the owners of `instances`, in as few questions as the hub allows.
+
+    The hub's active servers (one paged list, possibly `active_max_age` seconds old) explain every
+    billed instance whose server is running; only the owners of the other instances (stopped ones,
+    orphans) are asked about one by one, with their stopped servers. A large hub answers a page of
+    running instances with no per-user question at all.
+    """
+    instances = list(instances)
+    active = await hub_users.active_servers(max_age=active_max_age)
+    unexplained = set()
+    for instance in instances:
+        user, server = owner_of(instance)
+        if TAG_POOL in tags_of(instance) or not user:
+            continue
+        if orphan_reason(user, server, instance["State"]["Name"], active):
+            unexplained.add(user)
+    if not unexplained:
+        return active
+    return {**active, **(await hub_users.servers_of(unexplained))}

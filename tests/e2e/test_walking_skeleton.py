@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,9 @@ from botocore.exceptions import ClientError
 
 from localcloud.up import Stack
 from tests.e2e.stack import (
+    USER_PASSWORD,
     HubClient,
+    admin_client,
     approved_user,
     audit_entries,
     aws_client,
@@ -58,6 +61,22 @@ def test_wrong_password_is_refused(stack):
     response = client.login("mallory", "not-the-password")
     assert response.status_code == 403
     assert "Invalid username or password" in response.text
+
+
+def test_sign_ups_waiting_for_approval_come_first_and_an_approval_shows_the_account(stack):
+    for name in ("zora", "zack"):
+        HubClient(stack.settings.url).sign_up(name, USER_PASSWORD)
+    admin = admin_client(stack)
+    page = admin.session.get(f"{stack.settings.url}/hub/authorize", timeout=30)
+    rows = re.findall(r'<tr id="([^"]+)"', page.text)
+    waiting = int(re.search(r"(\d+) waiting for approval", page.text).group(1))
+    assert waiting >= 2 and {"zack", "zora"} <= set(rows[:waiting]), "pending sign-ups are listed first"
+    assert "admin" in rows[waiting:], "approved accounts follow"
+
+    approved = admin.session.get(f"{stack.settings.url}/hub/authorize/zora", timeout=30)
+    assert approved.url.endswith("/hub/authorize?user=zora#zora")
+    assert re.findall(r'<tr id="([^"]+)"', approved.text) == ["zora"]
+    assert "<td>Yes</td>" in approved.text and "1 account starting with" in approved.text
 
 
 def test_alice_start_stop_start_keeps_her_instance_and_home(stack, ec2):

@@ -12,6 +12,7 @@ from moto import mock_aws
 from hub.policies import render_policy
 from localcloud import motofixes
 from spawner import EC2Spawner, aws
+from spawner.states import InstanceStates
 
 # The same moto as the local cloud's: AWS's behaviour where moto differs.
 motofixes.apply()
@@ -28,6 +29,7 @@ def account(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         aws.client.cache_clear()
+        InstanceStates._shared.clear()
         ec2 = boto3.client("ec2", region_name="us-east-1")
         vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
         subnets = [
@@ -55,6 +57,7 @@ def account(monkeypatch):
             boundary=boundary,
         )
         aws.client.cache_clear()
+        InstanceStates._shared.clear()
 
 
 def make_spawner(account, cls=EC2Spawner, user="alice", **config) -> EC2Spawner:

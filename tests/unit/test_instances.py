@@ -21,7 +21,7 @@ from tornado.testing import bind_unused_port
 from traitlets.config import Config
 
 from hub.instances import HUB_TEMPLATES, SERVICE_SCOPES, configure_instances_service
-from hub.instances.app import ServiceSettings, make_app
+from hub.instances.app import HubInstances, ServiceSettings, make_app
 from hub.instances.inventory import (
     NotThisHub,
     check_belongs_to_hub,
@@ -31,7 +31,9 @@ from hub.instances.inventory import (
     instance_rows,
     orphan_reason,
     size_for,
+    tags_of,
 )
+from hub.reconciler import CheckSummary, Orphan
 from hub.settings import Settings
 from spawner.profiles import DEFAULT_PROFILES, Profile
 
@@ -276,8 +278,16 @@ class StandInEC2:
         self.instances = {i["InstanceId"]: i for i in instances}
         self.actions: list[tuple[str, str]] = []
 
-    async def list(self):
-        return list(self.instances.values())
+    async def page(self, limit, token="", user=""):
+        """EC2's paging: `limit` at a time, the token says where the next page starts."""
+        mine = [
+            i
+            for i in self.instances.values()
+            if tags_of(i)["ec2hub:hub"] == "unit-hub" and (not user or tags_of(i)["ec2hub:user"] == user)
+        ]
+        start = int(token or 0)
+        following = start + limit
+        return mine[start:following], str(following) if following < len(mine) else ""
 
     async def find(self, instance_id):
         return self.instances.get(instance_id)
@@ -287,8 +297,30 @@ class StandInEC2:
 
 
 class StandInHubUsers:
-    async def servers(self):
-        return {"alice": {"": server()}, "admin": {}}
+    """The hub's API: alice's server runs; ghost and the userN are nobody the hub knows."""
+
+    KNOWN = {"alice": {"": server()}, "admin": {}}
+
+    def __init__(self) -> None:
+        self.asked: list[set[str]] = []
+
+    async def active_servers(self, max_age=0):
+        return {"alice": self.KNOWN["alice"]}
+
+    async def servers_of(self, names):
+        self.asked.append(set(names))
+        return {name: self.KNOWN[name] for name in names if name in self.KNOWN}
+
+
+class StandInReconciler:
+    def __init__(self) -> None:
+        self.orphans: tuple[Orphan, ...] = ()
+
+    def notes(self) -> dict[str, str]:
+        return {o.instance_id: "stops soon" for o in self.orphans}
+
+    def summary(self) -> CheckSummary:
+        return CheckSummary(NOW, 7, self.orphans)
 
 
 def person(name: str, admin: bool, access: bool = True) -> dict:
@@ -321,9 +353,19 @@ async def service():
         profiles=tuple(PROFILES),
         prefix=PREFIX,
         hub_prefix="/hub/",
+        page_size=2,
     )
     hub_auth = StandInHubAuth(people)
-    app = make_app(settings, hub_auth=hub_auth, instances=ec2, hub_users=StandInHubUsers(), clock=lambda: NOW)
+    hub_users = StandInHubUsers()
+    reconciler = StandInReconciler()
+    app = make_app(
+        settings,
+        hub_auth=hub_auth,
+        instances=ec2,
+        hub_users=hub_users,
+        clock=lambda: NOW,
+        reconciler=reconciler,
+    )
     sock, port = bind_unused_port()
     http_server = HTTPServer(app)
     http_server.add_sockets([sock])
@@ -353,6 +395,8 @@ async def service():
         )
 
     fetch.ec2 = ec2
+    fetch.hub_users = hub_users
+    fetch.reconciler = reconciler
     yield fetch
     http_server.stop()
 
@@ -426,10 +470,10 @@ async def test_an_unknown_instance_or_page_is_404_for_the_admin(service):
 
 
 async def test_the_page_says_when_aws_does_not_answer(service):
-    async def unreachable():
+    async def unreachable(*args):
         raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
 
-    service.ec2.list = unreachable
+    service.ec2.page = unreachable
     response = await service(PREFIX, who="admin")
     assert response.code == 503
     assert "AWS did not answer" in response.body.decode()
@@ -457,3 +501,83 @@ def test_the_navigation_bar_links_the_page_for_admins_only(admin, linked):
         '<a id="ec2hub-instances-link" class="nav-link" href="/hub/../services/instances/">' in html
     ) is linked
     assert 'href="/hub/home">Home</a>' in html
+
+
+def listed(page: str) -> list[str]:
+    return re.findall(r'<tr data-instance-id="([^"]+)"', page)
+
+
+async def test_a_large_hub_is_paged_and_each_page_asks_only_about_its_unexplained_owners(service):
+    for n in range(5):
+        service.ec2.instances[f"i-00000000000000b{n}"] = instance(f"i-00000000000000b{n}", user=f"user{n}")
+    seen: list[str] = []
+    url = PREFIX
+    pages = 0
+    while url:
+        response = await service(url.replace("&amp;", "&"), who="admin")
+        assert response.code == 200
+        page = response.body.decode()
+        rows = listed(page)
+        assert 0 < len(rows) <= 2
+        seen += rows
+        pages += 1
+        # Alice's running server explains her instance; only the others' owners are asked about.
+        users = {tags_of(service.ec2.instances[i])["ec2hub:user"] for i in rows} - {"alice"}
+        assert service.hub_users.asked[-1] == users
+        following = re.search(r'id="next-page" href="([^"]+)"', page)
+        url = following.group(1) if following else ""
+        if pages > 1:
+            assert 'id="first-page"' in page and f"Page {pages}:" in page
+    assert pages == 4
+    assert sorted(seen) == sorted(i for i in service.ec2.instances if i != OTHER_ID)
+
+
+async def test_the_admin_finds_one_users_instances(service):
+    response = await service(f"{PREFIX}?user=ghost", who="admin")
+    page = response.body.decode()
+    assert listed(page) == [GHOST_ID]
+    assert "1 instance of ghost" in page and 'value="ghost"' in page
+
+
+async def test_orphans_anywhere_in_the_hub_are_listed_above_the_page(service):
+    service.reconciler.orphans = (
+        Orphan("i-00000000000000d1", "dora", "the hub has no user 'dora'", NOW, NOW + timedelta(hours=1)),
+    )
+    page = (await service(PREFIX, who="admin")).body.decode()
+    banner = page[page.index('id="orphans"') : page.index('id="filter"')]
+    assert (
+        "1 orphan</strong>" in banner
+        and "i-00000000000000d1" in banner
+        and "no user &#39;dora&#39;" in banner
+    )
+    assert f'href="{PREFIX}?user=dora"' in banner
+    assert "7 billed in all at the last check" in page
+
+
+@pytest.mark.parametrize("query", ["user=" + "x" * 300, "token=" + "t" * 5000])
+async def test_a_forged_filter_or_page_link_gets_400(service, query):
+    response = await service(f"{PREFIX}?{query}", who="admin")
+    assert response.code == 400
+
+
+async def test_ec2_pages_of_this_hubs_instances_and_one_users(account):
+    def launch(hub: str, user: str) -> None:
+        tags = [{"Key": "ec2hub:hub", "Value": hub}, {"Key": "ec2hub:user", "Value": user}]
+        account.ec2.run_instances(
+            ImageId=account.image,
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=account.subnets[0],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
+
+    for n in range(7):
+        launch("unit-hub", f"user{n}")
+    launch("other-hub", "user0")
+    ec2 = HubInstances("unit-hub", "us-east-1", "")
+    first, token = await ec2.page(5)
+    rest, last = await ec2.page(5, token)
+    assert len(first) == 5 and token and len(rest) == 2 and last == ""
+    assert {tags_of(i)["ec2hub:user"] for i in first + rest} == {f"user{n}" for n in range(7)}
+    only, _ = await ec2.page(50, user="user0")
+    assert [tags_of(i)["ec2hub:hub"] for i in only] == ["unit-hub"]

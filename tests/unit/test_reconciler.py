@@ -25,19 +25,31 @@ class StandInInstances:
         self.instances = instances
         self.actions: list[tuple[str, str]] = []
 
-    async def list(self) -> list[dict]:
-        return self.instances
+    async def list(self, states) -> list[dict]:
+        return [i for i in self.instances if i["State"]["Name"] in states]
 
     async def act(self, action: str, instance_id: str) -> None:
         self.actions.append((action, instance_id))
 
 
 class StandInHub:
+    """The hub's API as the reconciler reads it: active servers in bulk, then single users."""
+
     def __init__(self, servers: dict) -> None:
         self.hub_servers = servers
+        self.asked_about: list[str] = []
 
-    async def servers(self) -> dict:
-        return self.hub_servers
+    async def active_servers(self, max_age: float = 0) -> dict:
+        active = {
+            user: {name: s for name, s in servers.items() if not s.get("stopped")}
+            for user, servers in self.hub_servers.items()
+        }
+        return {user: servers for user, servers in active.items() if servers}
+
+    async def servers_of(self, names) -> dict:
+        names = set(names)
+        self.asked_about += sorted(names)
+        return {user: servers for user, servers in self.hub_servers.items() if user in names}
 
 
 class Clock:
@@ -114,3 +126,19 @@ async def test_an_orphan_that_finds_its_server_again_is_forgiven(clock):
 def test_only_stop_or_terminate(clock):
     with pytest.raises(ValueError, match="stop or terminate"):
         reconciler([], {}, clock, action="reboot")
+
+
+async def test_only_users_whose_instances_no_active_server_explains_are_looked_up(clock):
+    servers = {f"user{n}": {"": {"stopped": False}} for n in range(50)}
+    servers["bob"] = {"": {"stopped": True}}
+    instances = [instance(f"i-{n}", f"user{n}") for n in range(50)]
+    instances += [instance("i-bob", "bob"), instance("i-ghost", "ghost")]
+    r = reconciler(instances, servers, clock)
+    await r.run_once()
+    assert r.hub_users.asked_about == ["bob", "ghost"]
+    summary = r.summary()
+    assert summary.billed == 52 and summary.checked_at == NOW
+    assert [(o.instance_id, o.user, o.reason) for o in summary.orphans] == [
+        ("i-bob", "bob", "the hub says this server is stopped, but the instance is running"),
+        ("i-ghost", "ghost", "the hub has no user 'ghost'"),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -60,6 +61,7 @@ async def test_state_round_trips_and_clears(account, spawner):
 
 
 async def test_poll_follows_the_spawner_contract(account, spawner):
+    spawner.poll_interval = 0  # every poll lists the hub's instances afresh
     assert await spawner.poll() == 0, "no instance: not running"
     await spawner.start()
     assert await spawner.poll() is None, "running: None"
@@ -313,3 +315,26 @@ async def test_a_running_server_that_stops_answering_is_dead_after_repeated_chec
     assert await spawner.poll() is None, "one missed check is not enough"
     assert await spawner.poll() == 0, "two in a row: dead"
     assert "stopped answering" in spawner.stop_reason
+
+
+async def test_the_polls_of_many_servers_share_one_listing_of_the_hubs_instances(account):
+    spawners = [make_spawner(account, user=f"user{n}") for n in range(4)]
+    for spawner in spawners:
+        await spawner.start()
+    calls: list[dict] = []
+    spawners[0]._client("ec2").meta.events.register(
+        "provide-client-params.ec2.DescribeInstances", lambda params, **_: calls.append(params)
+    )
+    assert await asyncio.gather(*(s.poll() for s in spawners)) == [None] * 4
+    assert len(calls) == 1 and "InstanceIds" not in calls[0], "one listing for every poll"
+    # Within half a poll interval the list is reused, so a stop shows at a later poll.
+    account.ec2.stop_instances(InstanceIds=[spawners[0].instance_id])
+    assert await spawners[0].poll() is None and len(calls) == 1
+    spawners[0].poll_interval = 0
+    assert await spawners[0].poll() == 0 and len(calls) == 2
+    # An instance not on the list yet (launched since) is asked about on its own.
+    late = make_spawner(account, user="late")
+    await late.start()
+    late.poll_interval = 60
+    assert await late.poll() is None
+    assert calls[-1].get("InstanceIds") == [late.instance_id]
