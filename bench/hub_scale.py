@@ -199,8 +199,8 @@ def http_pages(stack: Stack, repeat: int, users: int) -> dict:
     first = pages["instances page: first page"].text
     results["_instances_on_first_page"] = len(re.findall(r"<tr data-instance-id=", first))
     results["_billed_at_last_check"] = (
-        re.search(r"\((\d+) billed in all", first).group(1)
-        if re.search(r"\((\d+) billed in all", first)
+        re.search(r"\((\d+) billed in the whole hub", first).group(1)
+        if re.search(r"\((\d+) billed in the whole hub", first)
         else "no check yet"
     )
     results["_authorize_page_bytes"] = len(pages["sign-up approvals page"].content)

@@ -551,7 +551,7 @@ async def test_orphans_anywhere_in_the_hub_are_listed_above_the_page(service):
         and "no user &#39;dora&#39;" in banner
     )
     assert f'href="{PREFIX}?user=dora"' in banner
-    assert "7 billed in all at the last check" in page
+    assert "7 billed in the whole hub at the last check, 12:00:00 UTC" in page
 
 
 @pytest.mark.parametrize("query", ["user=" + "x" * 300, "token=" + "t" * 5000])
