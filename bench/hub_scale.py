@@ -198,11 +198,8 @@ def http_pages(stack: Stack, repeat: int, users: int) -> dict:
     results["instances page: next page"], _ = timed(get(following.group(1).replace("&amp;", "&")), repeat)
     first = pages["instances page: first page"].text
     results["_instances_on_first_page"] = len(re.findall(r"<tr data-instance-id=", first))
-    results["_billed_at_last_check"] = (
-        re.search(r"\((\d+) billed in the whole hub", first).group(1)
-        if re.search(r"\((\d+) billed in the whole hub", first)
-        else "no check yet"
-    )
+    billed = re.search(r"\((\d+) billed in the whole hub", first)
+    results["_billed_at_last_check"] = billed.group(1) if billed else "no check yet"
     results["_authorize_page_bytes"] = len(pages["sign-up approvals page"].content)
     return results
 
