@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from localcloud.up import Stack  # noqa: E402
-from spawner.spawner import DEFAULT_SERVER_TAG, STATE_VERSION  # noqa: E402
+from spawner.owner import DEFAULT_SERVER_TAG  # noqa: E402
+from spawner.spawner import STATE_VERSION  # noqa: E402
 from tests.e2e.stack import admin_client, aws_client, stack_env, wait_for  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"

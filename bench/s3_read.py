@@ -34,8 +34,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub.identity import UserNames  # noqa: E402
 from localcloud.up import Stack  # noqa: E402
+from spawner.identity import UserNames  # noqa: E402
 from tests.e2e.kernel import Kernel  # noqa: E402
 from tests.e2e.stack import approved_user, aws_client, stack_env  # noqa: E402
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.instances.inventory import BILLED_STATES, orphan_reason, owner_of, servers_for, tags_of
-from spawner.pool import TAG_POOL
+from hub.instances.inventory import BILLED_STATES, orphan_reason, servers_for
+from spawner.owner import TAG_POOL, owner_of, tags_of
 
 log = logging.getLogger("ec2hub.reconciler")
 

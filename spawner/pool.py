@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spawner.spawner import TAG_HUB, TAG_SERVER, TAG_USER
+from spawner.owner import TAG_CLAIM, TAG_HUB, TAG_OWNER_ID, TAG_POOL, TAG_SERVER, TAG_USER, Owner, check_owner
 from spawner.userdata import render_user_data
 
 if TYPE_CHECKING:
     from spawner.spawner import EC2Spawner
 
-TAG_POOL = "ec2hub:pool"
-TAG_CLAIM = "ec2hub:claim"
+# The tags a claim writes: the instance becomes the owner's like one launched for them.
+CLAIM_TAGS = ("Name", TAG_USER, TAG_SERVER, TAG_OWNER_ID)
 # Seconds between two checks that the pool is full, when no claim asks for a refill sooner.
 REFILL_INTERVAL = 30.0
 # After a failed launch, the next try waits this long (AWS said no: capacity, limits, throttling).
@@ -82,8 +82,8 @@ class HotPool:
 
     # -- claiming ------------------------------------------------------------------------------
 
-    async def claim(self, spawner: EC2Spawner) -> dict | None:
-        """A booted pool instance of the spawner's size, now tagged as the spawner's; None if none."""
+    async def claim(self, spawner: EC2Spawner, owner: Owner) -> dict | None:
+        """A booted pool instance of the spawner's size, now tagged as `owner`'s; None if none."""
         if spawner.use_spot or spawner.size not in self.wanted:
             return None
         async with self._lock:
@@ -93,18 +93,22 @@ class HotPool:
                 return None
             instance = min(waiting, key=lambda i: i["LaunchTime"])
             instance_id = instance["InstanceId"]
+            check_owner(instance, {TAG_HUB: self.hub_id, TAG_POOL: spawner.size})
             volumes = [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m]
             # The hub may change only these tags, and only on its own instances (hub policy).
-            owner = [t for t in spawner._tags() if t["Key"] in (TAG_USER, TAG_SERVER, "Name")]
-            await spawner._call("create_tags", Resources=[instance_id, *volumes], Tags=owner)
+            tags = [t for t in spawner.owner_tags(owner) if t["Key"] in CLAIM_TAGS]
+            await spawner._call("create_tags", Resources=[instance_id, *volumes], Tags=tags)
             await spawner._call("delete_tags", Resources=[instance_id, *volumes], Tags=[{"Key": TAG_POOL}])
+            written = {t["Key"]: t["Value"] for t in tags}
+            kept = [t for t in instance.get("Tags", []) if t["Key"] != TAG_POOL and t["Key"] not in written]
+            instance["Tags"] = kept + tags
         self._wake.set()
         log.info("%s claimed pool instance %s (%s)", spawner._log_name, instance_id, spawner.size)
         return instance
 
-    async def hand_over(self, spawner: EC2Spawner, instance: dict) -> None:
+    async def hand_over(self, spawner: EC2Spawner, instance: dict, owner: Owner) -> None:
         """Give a claimed instance the user's role, then their token and settings, then the go."""
-        await spawner._ensure_profile(instance, spawner.names)
+        await spawner._ensure_profile(instance, spawner.names, owner)
         settings = {"token": spawner.api_token, "environment": spawner.instance_environment()}
         await spawner._call_ssm(
             "put_parameter",

@@ -14,20 +14,23 @@ from jupyterhub.utils import AnyTimeoutError, exponential_backoff
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Integer, Unicode
 
-from hub.identity import UserIdentity, UserNames
 from spawner import aws
 from spawner.config import EC2SpawnerConfig
+from spawner.identity import IdentityConflict, UserIdentity, UserNames
+from spawner.owner import (
+    TAG_HUB,
+    TAG_OWNER_ID,
+    TAG_USER,
+    Owner,
+    check_owner,
+    is_owned,
+    literal_filter_value,
+    tags_of,
+)
 from spawner.states import InstanceStates
 from spawner.stop_reasons import UNREACHABLE, InstanceEnded, why_not_running
 from spawner.timing import PhaseTimer
 from spawner.userdata import render_user_data
-
-# Tag values that identify a server's instance. A server name never contains "/", so "/"
-# stands for the default (unnamed) server.
-TAG_HUB = "ec2hub:hub"
-TAG_USER = "ec2hub:user"
-TAG_SERVER = "ec2hub:server"
-DEFAULT_SERVER_TAG = "/"
 
 STATE_VERSION = 1
 
@@ -57,6 +60,8 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         self._events_changed = asyncio.Event()
         # The instance this hub last stopped or terminated itself: not a stop "outside the hub".
         self._halted_by_hub = ""
+        # This server's claim on instances, known once the user's role is (spawner/owner.py).
+        self._owner: Owner | None = None
         if self.hot_pool:
             from spawner.pool import HotPool
 
@@ -110,12 +115,70 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                 reason="config",
             )
         return UserIdentity(
-            self._client("iam"), boundary_arn=self.user_boundary_arn, bucket=self.bucket, region=self.region
+            self._client("iam"),
+            self._client("s3"),
+            boundary_arn=self.user_boundary_arn,
+            bucket=self.bucket,
+            region=self.region,
         )
 
-    async def _prepare_identity(self) -> UserNames:
+    async def _prepare_identity(self) -> Owner:
         """The user's role and profile, in sync with their hub groups as of this start."""
-        return await aws.run(self._identity().ensure, self.user.name, self.group_names())
+        try:
+            role = await aws.run(self._identity().ensure, self.user.name, self.group_names())
+        except IdentityConflict as e:
+            raise SpawnException(
+                "Your account's AWS identity is held by another account. An administrator needs to"
+                " look at the hub log.",
+                reason="identity-conflict",
+                log_message=f"{self._log_name}: {e}",
+                status_code=409,
+            ) from e
+        self._owner = self._owner_with(role.owner_id)
+        if not role.created:
+            await self._adopt_unmarked_instances(self._owner)
+        return self._owner
+
+    async def _adopt_unmarked_instances(self, owner: Owner) -> None:
+        """Give this server's instances launched before owner ids existed (no `ec2hub:owner-id` tag)
+        the owner id, so that the user's next start finds the home on them.
+
+        Only while the role predates this start: roles die with their accounts, so an existing role
+        means the account these instances were launched for. A name that would be a filter pattern
+        is not looked up at all.
+        """
+        try:
+            user = literal_filter_value(self.user.name)
+        except ValueError:
+            return
+        filters = [
+            {"Name": f"tag:{TAG_HUB}", "Values": [owner.hub_id]},
+            {"Name": f"tag:{TAG_USER}", "Values": [user]},
+            {"Name": "instance-state-name", "Values": list(aws.LIVE_STATES)},
+        ]
+        response = await self._call("describe_instances", Filters=filters)
+        unmarked = {k: v for k, v in owner.tags().items() if k != TAG_OWNER_ID}
+        for instance in (i for r in response["Reservations"] for i in r["Instances"]):
+            if TAG_OWNER_ID in tags_of(instance) or not is_owned(instance, unmarked):
+                continue
+            volumes = [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m]
+            await self._call(
+                "create_tags",
+                Resources=[instance["InstanceId"], *volumes],
+                Tags=[{"Key": TAG_OWNER_ID, "Value": owner.owner_id}],
+            )
+            self.log.info("%s: instance %s now carries the owner id", self._log_name, instance["InstanceId"])
+
+    def _owner_with(self, owner_id: str) -> Owner:
+        return Owner(hub_id=self.hub_id, owner_id=owner_id, user=self.user.name, server=self.name)
+
+    async def _known_owner(self) -> Owner | None:
+        """This server's owner, asking IAM (without creating anything) when this spawner has not yet."""
+        if self._owner is None and self.bucket and self.user_boundary_arn:
+            owner_id = await aws.run(self._identity().owner_id, self.user.name)
+            if owner_id:
+                self._owner = self._owner_with(owner_id)
+        return self._owner
 
     @property
     def token_parameter(self) -> str:
@@ -139,17 +202,10 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             if aws.error_code(e) != "ParameterNotFound":
                 raise
 
-    def identity_tags(self) -> dict[str, str]:
-        """The tags that say which hub, user and server an instance belongs to."""
-        return {
-            TAG_HUB: self.hub_id,
-            TAG_USER: self.user.name,
-            TAG_SERVER: self.name or DEFAULT_SERVER_TAG,
-        }
-
-    def _tags(self) -> list[dict[str, str]]:
+    def owner_tags(self, owner: Owner) -> list[dict[str, str]]:
+        """Every tag of this server's instance: the configured ones, its Name, and whose it is."""
         name = f"ec2hub-{self.user.name}" + (f"-{self.name}" if self.name else "")
-        tags = {**self.extra_tags, "Name": name, **self.identity_tags()}
+        tags = {**self.extra_tags, "Name": name, **owner.tags()}
         return [{"Key": k, "Value": str(v)} for k, v in tags.items()]
 
     async def _describe(self, instance_id: str) -> dict | None:
@@ -164,23 +220,36 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                 return instance
         return None
 
-    async def _find_by_tags(self) -> dict | None:
-        """The live instance tagged for this server, e.g. one an interrupted start launched."""
-        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in self.identity_tags().items()]
-        filters.append({"Name": "instance-state-name", "Values": list(aws.LIVE_STATES)})
-        response = await self._call("describe_instances", Filters=filters)
+    async def _owned_instances(self, owner: Owner, *, any_server: bool = False) -> list[dict]:
+        """The live instances of this account (of this server, unless `any_server`), newest first.
+
+        The filter narrows by hub-made values only; ownership is then compared exactly.
+        """
+        response = await self._call("describe_instances", Filters=owner.filters(aws.LIVE_STATES))
         found = [i for r in response["Reservations"] for i in r["Instances"]]
+        expected = owner.tags()
+        if any_server:
+            expected = {k: expected[k] for k in (TAG_HUB, TAG_OWNER_ID, TAG_USER)}
+        found = [i for i in found if is_owned(i, expected)]
+        found.sort(key=lambda i: i["LaunchTime"], reverse=True)
+        return found
+
+    async def _find_owned(self, owner: Owner | None) -> dict | None:
+        """The live instance tagged for this server, e.g. one an interrupted start launched."""
+        if owner is None:
+            return None
+        found = await self._owned_instances(owner)
         if len(found) > 1:
             self.log.warning("%d instances are tagged for %s: using the newest", len(found), self._log_name)
-        found.sort(key=lambda i: i["LaunchTime"], reverse=True)
         return found[0] if found else None
 
-    async def _find_instance(self) -> dict | None:
+    async def _find_instance(self, owner: Owner) -> dict | None:
         if self.instance_id:
             instance = await self._describe(self.instance_id)
-            if instance and instance["State"]["Name"] in aws.LIVE_STATES:
+            if instance and instance["State"]["Name"] in aws.LIVE_STATES and owner.owns(instance):
                 return instance
-        return await self._find_by_tags()
+            self.instance_id = ""
+        return await self._find_owned(owner)
 
     async def _wait_for_state(self, instance_id: str, states: set[str], limit: float) -> dict:
         """Wait, at most `limit` seconds, until EC2 reports the instance in one of `states`."""
@@ -232,9 +301,9 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         images = response.get("Images", [])
         return images[0].get("RootDeviceName") if images else None
 
-    async def _launch(self, user_data: str, names: UserNames) -> dict:
+    async def _launch(self, user_data: str, names: UserNames, owner: Owner) -> dict:
         """RunInstances, with the user's profile, in the first subnet with capacity for the type."""
-        params = await self.instance_params(user_data, self._tags(), self.instance_type)
+        params = await self.instance_params(user_data, self.owner_tags(owner), self.instance_type)
         params["IamInstanceProfile"] = {"Name": names.instance_profile}
         params.update(self._market_options())
         return await self.run_in_first_subnet_with_capacity(params)
@@ -319,8 +388,9 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 8)
 
-    async def _ensure_profile(self, instance: dict, names: UserNames) -> None:
+    async def _ensure_profile(self, instance: dict, names: UserNames, owner: Owner) -> None:
         """An instance that lost (or never had) the user's profile gets it back before it starts."""
+        check_owner(instance, owner.tags())
         profile = instance.get("IamInstanceProfile", {}).get("Arn", "")
         if profile.endswith(f"/{names.instance_profile}"):
             return
@@ -344,8 +414,9 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                 IamInstanceProfile={"Name": names.instance_profile},
             )
 
-    async def _resume(self, instance: dict, user_data: str, names: UserNames) -> dict:
+    async def _resume(self, instance: dict, user_data: str, names: UserNames, owner: Owner) -> dict:
         """Start this server's existing instance again, with this start's user-data."""
+        check_owner(instance, owner.tags())
         instance_id = instance["InstanceId"]
         state = instance["State"]["Name"]
         if state in ("pending", "running"):
@@ -370,12 +441,24 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                 InstanceId=instance_id,
                 InstanceType={"Value": self.instance_type},
             )
-        await self._ensure_profile(instance, names)
+        await self._ensure_profile(instance, names, owner)
         await self._call("start_instances", InstanceIds=[instance_id])
         return instance
 
-    async def _halt(self, instance_id: str) -> None:
-        """Stop or terminate the instance as `stop_behaviour` says; gone already is fine."""
+    async def _halt(self, instance_id: str, owner: Owner | None) -> bool:
+        """Stop or terminate this server's instance as `stop_behaviour` says; gone already is fine.
+
+        Only an instance whose owner tags are exactly this server's is touched. Returns whether
+        EC2 was asked (or found it stopping already): only then is there something to wait for.
+        """
+        current = await self._describe(instance_id)
+        if current is None or current["State"]["Name"] in ("shutting-down", "terminated"):
+            return False
+        if owner is None or not owner.owns(current):
+            self.log.error(
+                "%s: not halting instance %s, which is not this server's", self._log_name, instance_id
+            )
+            return False
         operation = "terminate_instances" if self.stop_behaviour == "terminate" else "stop_instances"
         self._halted_by_hub = instance_id
         try:
@@ -383,8 +466,9 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         except ClientError as e:
             if aws.is_not_found(e) or aws.error_code(e) == "IncorrectInstanceState":
                 self.log.info("Instance %s is already gone or stopping: %s", instance_id, e)
-                return
+                return not aws.is_not_found(e)
             raise
+        return True
 
     # -- the Spawner API -------------------------------------------------------------------
 
@@ -405,24 +489,25 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             self.stop_reason = ""
         self._emit(0, "Preparing your AWS identity and data access")
         try:
-            names = await self._prepare_identity()
+            owner = await self._prepare_identity()
+            names = self.names
             await self._hand_over_token()
             timing.mark("identity")
             user_data = render_user_data(self.instance_environment())
             self._emit(5, "Looking for your instance")
-            instance = await self._find_instance()
+            instance = await self._find_instance(owner)
             pool = HotPool.of(self) if instance is None else None
-            claimed = await pool.claim(self) if pool else None
+            claimed = await pool.claim(self, owner) if pool else None
             if claimed:
                 self.instance_id = claimed["InstanceId"]
                 self._emit(20, f"Taking over instance {self.instance_id}, booted ahead for you")
-                await pool.hand_over(self, claimed)
+                await pool.hand_over(self, claimed, owner)
                 instance = claimed
             elif instance is None:
                 self._emit(10, f"Launching a new {self.instance_type} instance")
-                instance = await self._launch(user_data, names)
+                instance = await self._launch(user_data, names, owner)
             else:
-                instance = await self._resume(instance, user_data, names)
+                instance = await self._resume(instance, user_data, names, owner)
             self.instance_id = instance["InstanceId"]
             timing.mark("aws")
             self._emit(30, f"Instance {self.instance_id} is pending")
@@ -490,15 +575,12 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             await self._withdraw_token()
         if not self.instance_id:
             with contextlib.suppress(ClientError, BotoCoreError):
-                found = await self._find_by_tags()
+                found = await self._find_owned(self._owner)
                 self.instance_id = found["InstanceId"] if found else ""
         if not self.instance_id:
             return
         try:
-            current = await self._describe(self.instance_id)
-            if current is None or current["State"]["Name"] in ("shutting-down", "terminated"):
-                return  # EC2 ended it already (a failed launch): nothing left to halt
-            await self._halt(self.instance_id)
+            await self._halt(self.instance_id, self._owner)
         except (ClientError, BotoCoreError):
             self.log.exception("Could not halt instance %s after a failed start", self.instance_id)
 
@@ -612,31 +694,44 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._start_task
         await self._withdraw_token()
+        owner = await self._known_owner()
         instance_id = self.instance_id
         if not instance_id:
-            found = await self._find_by_tags()
+            found = await self._find_owned(owner)
             instance_id = found["InstanceId"] if found else ""
         if not instance_id:
             return
-        await self._halt(instance_id)
-        if not now:
+        if await self._halt(instance_id, owner) and not now:
             done = {"terminated"} if self.stop_behaviour == "terminate" else {"stopped", "terminated"}
             with contextlib.suppress(RuntimeError):  # disappeared or terminated: stopped enough
                 await self._wait_for_state(instance_id, done, self.stop_timeout)
 
     async def delete_forever(self) -> None:
-        """The server (or its user) is deleted: its instance and disk go; the S3 data stays.
+        """The server (or its user) is deleted: its instance and disk go.
 
-        For the default server this means the user is being deleted: their role and instance
-        profile are removed too.
+        For the default server this means the user is being deleted: every instance of the
+        account goes, then its role and instance profile (the owner id dies with the role, so
+        nothing left behind can ever match a later account of the same name), and its S3 data is
+        moved to `deleted/<name>/<time>/`, where only administrators reach it.
         """
-        found = await self._find_by_tags()
-        if found:
-            with contextlib.suppress(ClientError):
-                await self._call("terminate_instances", InstanceIds=[found["InstanceId"]])
         await self._withdraw_token()
-        if not self.name and self.bucket and self.user_boundary_arn:
+        owner = await self._known_owner()
+        if owner is None:
+            return
+        deleting_user = not self.name
+        doomed = [i["InstanceId"] for i in await self._owned_instances(owner, any_server=deleting_user)]
+        if deleting_user:
             await aws.run(self._identity().remove, self.user.name)
+            self._owner = None
+        if doomed:
+            try:
+                await self._call("terminate_instances", InstanceIds=doomed)
+            except ClientError:
+                self.log.exception("%s: could not terminate %s", self._log_name, ", ".join(doomed))
+        if deleting_user:
+            moved = await aws.run(self._identity().move_data_aside, self.user.name)
+            if moved:
+                self.log.info("%s: S3 data moved to %s", self._log_name, moved)
 
     # -- progress ----------------------------------------------------------------------------
 

@@ -33,8 +33,8 @@ from hub.instances.inventory import (
     tags_of,
 )
 from spawner import aws
+from spawner.owner import TAG_HUB, TAG_USER
 from spawner.profiles import DEFAULT_PROFILES, Profile
-from spawner.spawner import TAG_HUB, TAG_USER
 
 log = logging.getLogger("ec2hub.instances")
 
@@ -152,6 +152,11 @@ class HubInstances:
         return found[0] if found else None
 
     async def act(self, action: str, instance_id: str) -> None:
+        """Stop or terminate an instance, checked right before to be this hub's (NotThisHub if not)."""
+        instance = await self.find(instance_id)
+        if instance is None:
+            return
+        check_belongs_to_hub(instance, self.hub_id)
         await aws.call(self._client, ACTIONS[action], InstanceIds=[instance_id])
 
 

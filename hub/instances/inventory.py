@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from spawner.pool import TAG_POOL
+from spawner.owner import TAG_HUB, TAG_POOL, NotOwned, check_owner, owner_of, tags_of
 from spawner.profiles import Profile
-from spawner.spawner import DEFAULT_SERVER_TAG, TAG_HUB, TAG_SERVER, TAG_USER
 
 # States in which EC2 bills the instance's compute (and in which it should be serving someone).
 BILLED_STATES = ("pending", "running")
@@ -18,25 +17,13 @@ BILLED_STATES = ("pending", "running")
 HubServers = Mapping[str, Mapping[str, Mapping]]
 
 
-class NotThisHub(ValueError):
-    """The instance is not tagged for this hub: the page must not touch it."""
-
-
-def tags_of(instance: Mapping) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+# The page and the reconciler act on any instance of this hub (spawner/owner.py's one check).
+NotThisHub = NotOwned
 
 
 def check_belongs_to_hub(instance: Mapping, hub_id: str) -> None:
     """Raise NotThisHub unless the instance carries this hub's `ec2hub:hub` tag."""
-    if tags_of(instance).get(TAG_HUB) != hub_id:
-        raise NotThisHub(
-            f"Instance {instance.get('InstanceId', '?')} does not belong to this hub ({hub_id})."
-        )
-
-
-def server_name(tag: str) -> str:
-    """The hub's name of the server an `ec2hub:server` tag stands for ("" for the default server)."""
-    return "" if tag == DEFAULT_SERVER_TAG else tag
+    check_owner(instance, {TAG_HUB: hub_id})
 
 
 def size_for(instance_type: str, profiles: Iterable[Profile]) -> Profile | None:
@@ -137,8 +124,7 @@ def instance_row(
     orphan_note: str = "",
 ) -> InstanceRow:
     tags = tags_of(instance)
-    user = tags.get(TAG_USER, "")
-    server = server_name(tags.get(TAG_SERVER, DEFAULT_SERVER_TAG))
+    user, server = owner_of(instance)
     state = instance["State"]["Name"]
     profile = size_for(instance.get("InstanceType", ""), profiles)
     # A hot-pool instance waits for a start to take it over: the hub's own, no orphan.
@@ -184,12 +170,6 @@ def instance_rows(
 def hub_servers_from_users(users: Iterable[Mapping]) -> dict[str, dict[str, Mapping]]:
     """User models of the hub REST API (with stopped servers) to user -> server name -> server model."""
     return {u["name"]: dict(u.get("servers") or {}) for u in users}
-
-
-def owner_of(instance: Mapping) -> tuple[str, str]:
-    """The hub user and server name an instance's tags say it belongs to."""
-    tags = tags_of(instance)
-    return tags.get(TAG_USER, ""), server_name(tags.get(TAG_SERVER, DEFAULT_SERVER_TAG))
 
 
 async def servers_for(hub_users: Any, instances: Iterable[Mapping], active_max_age: float = 0) -> HubServers:

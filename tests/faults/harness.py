@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from dataclasses import dataclass, field
@@ -31,6 +32,19 @@ def fault_stack_env(state_dir, subnet_base: int, **settings: str) -> dict[str, s
     )
     env.update(settings)
     return env
+
+
+@contextlib.contextmanager
+def running_stack(tmp_path_factory, subnet_base: int, **settings: str):
+    """A fault stack of its own for a test module, its output in `stack.log` of its state folder."""
+    state = tmp_path_factory.mktemp("state")
+    with (state / "stack.log").open("w") as log:
+        stack = Stack(fault_stack_env(state, subnet_base, **settings), output=log)
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
 
 
 class Switches:
@@ -143,9 +157,14 @@ class Person:
         self.notes.clear()
 
     def instances(self) -> list[dict]:
+        # Compared exactly here: a name in a tag filter would be a pattern.
         ec2 = aws_client(self.stack, "ec2")
-        response = ec2.describe_instances(Filters=[{"Name": "tag:ec2hub:user", "Values": [self.name]}])
-        return [i for r in response["Reservations"] for i in r["Instances"]]
+        instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+        return [
+            i
+            for i in instances
+            if {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get("ec2hub:user") == self.name
+        ]
 
     def live_instances(self) -> list[dict]:
         return [i for i in self.instances() if i["State"]["Name"] not in ("shutting-down", "terminated")]

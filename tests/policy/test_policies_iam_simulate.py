@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from hub.identity import UserNames, group_prefix, user_policy
 from hub.policies import render_policy
+from spawner.identity import UserNames, group_prefix, user_policy
 
 REPO = Path(__file__).resolve().parents[2]
 EVALUATE = Path(__file__).resolve().parent / "evaluate.mjs"
@@ -214,7 +214,10 @@ CLAIMS = {
         hub_request(
             "ec2:CreateTags",
             INSTANCE_ARN,
-            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:user", "ec2hub:server", "Name"]},
+            **{
+                "ec2:ResourceTag/ec2hub:hub": HUB_ID,
+                "aws:TagKeys": ["ec2hub:user", "ec2hub:server", "ec2hub:owner-id", "Name"],
+            },
         ),
         ALLOWED,
     ),
@@ -244,6 +247,26 @@ CLAIMS = {
     ),
 }
 
+DELETED_DATA = {
+    "alice GetObject deleted/alice/...": (
+        user_request(ALICE, "s3:GetObject", obj("deleted/alice/t/x")),
+        DENIED,
+    ),
+    "alice PutObject deleted/bob/...": (user_request(ALICE, "s3:PutObject", obj("deleted/bob/t/x")), DENIED),
+    "alice lists deleted/": (list_bucket(ALICE, "deleted/"), DENIED),
+    "hub lists users/bob/ to move it aside": (
+        hub_request("s3:ListBucket", BUCKET_ARN, **{"s3:prefix": "users/bob/"}),
+        ALLOWED,
+    ),
+    "hub lists shared/": (hub_request("s3:ListBucket", BUCKET_ARN, **{"s3:prefix": "shared/"}), DENIED),
+    "hub copies from users/bob/": (hub_request("s3:GetObject", obj("users/bob/x")), ALLOWED),
+    "hub copies to deleted/bob/": (hub_request("s3:PutObject", obj("deleted/bob/t/x")), ALLOWED),
+    "hub deletes users/bob/ after the copy": (hub_request("s3:DeleteObject", obj("users/bob/x")), ALLOWED),
+    "hub writes into users/bob/": (hub_request("s3:PutObject", obj("users/bob/x")), DENIED),
+    "hub deletes from deleted/": (hub_request("s3:DeleteObject", obj("deleted/bob/t/x")), DENIED),
+    "hub reads shared/": (hub_request("s3:GetObject", obj("shared/x")), DENIED),
+}
+
 BOUNDARY_LOCK = {
     "DeleteRolePermissionsBoundary on a user role": (
         hub_request("iam:DeleteRolePermissionsBoundary", ALICE_ROLE_ARN),
@@ -251,7 +274,7 @@ BOUNDARY_LOCK = {
     ),
 }
 
-TABLES = [LISTING, OBJECTS, TOKENS, CREATE_ROLE, PASS_ROLE, INSTANCES, CLAIMS, BOUNDARY_LOCK]
+TABLES = [LISTING, OBJECTS, TOKENS, CREATE_ROLE, PASS_ROLE, INSTANCES, CLAIMS, DELETED_DATA, BOUNDARY_LOCK]
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +352,9 @@ def test_hub_retags_only_its_own_instances_and_never_their_hub(decisions):
 def test_hub_can_never_remove_a_permissions_boundary(decisions):
     """Checked by iam-simulate: the explicit Deny wins (moto's evaluation is not relied on here)."""
     assert_decisions(decisions, BOUNDARY_LOCK)
+
+
+def test_deleted_accounts_data_is_out_of_every_users_reach_and_the_hub_only_moves_it(decisions):
+    """Checked by iam-simulate: users never reach deleted/; the hub lists, copies and removes users/
+    only to move a deleted account's data aside, and writes nowhere else."""
+    assert_decisions(decisions, DELETED_DATA)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 
-from hub.identity import UserNames, trust_policy, user_policy
 from hub.policies import render_policy
+from spawner.identity import UserNames, trust_policy, user_policy
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -51,6 +51,7 @@ def account(monkeypatch):
             ec2=ec2,
             iam=boto3.client("iam"),
             ssm=boto3.client("ssm", region_name="us-east-1"),
+            s3=boto3.client("s3", region_name="us-east-1"),
             subnets=subnets,
             group=group,
             image=image,

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
-from hub.identity import SAFE_NAME_MAX, UserIdentity, UserNames, safe_name, user_policy
+from spawner.identity import (
+    SAFE_NAME_MAX,
+    IdentityConflict,
+    UserIdentity,
+    UserNames,
+    safe_name,
+    user_policy,
+)
 
 STRANGE_NAMES = [
     "alice",
@@ -73,24 +81,75 @@ def test_user_policy_without_groups_has_no_group_access():
     assert "groups/" not in json.dumps(policy)
 
 
-class RecordingIam:
-    """Stands in for boto3's IAM client to show the order of calls an update makes."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        def record(**kwargs):
-            self.calls.append(name)
-            if name == "get_instance_profile":
-                return {"InstanceProfile": {"Roles": [{"RoleName": "ec2hub-alice"}]}}
-            return {}
-
-        return record
+def test_long_names_end_in_a_digest_of_at_least_128_bits():
+    long_name = "a" * 100
+    safe = safe_name(long_name)
+    digest = safe.split("--")[-1]
+    assert len(digest) * 4 >= 128 and re.fullmatch(r"[0-9a-f]+", digest)
+    assert safe_name("a" * 99 + "b") != safe
 
 
-def test_group_changes_rewrite_the_policy_at_the_next_ensure():
-    iam = RecordingIam()
-    identity = UserIdentity(iam, boundary_arn="arn:aws:iam::1:policy/b", bucket="data", region="us-east-1")
-    assert identity.ensure("alice", ["physics"]) == UserNames.of("alice")
-    assert iam.calls == ["create_role", "put_role_policy", "get_instance_profile"]
+@pytest.fixture
+def identity(account):
+    return UserIdentity(
+        account.iam, account.s3, boundary_arn=account.boundary, bucket="unit-data", region="us-east-1"
+    )
+
+
+def role_policy(account, user: str) -> dict:
+    document = account.iam.get_role_policy(RoleName=UserNames.of(user).role, PolicyName="ec2hub-user-access")
+    return document["PolicyDocument"]
+
+
+def test_ensure_returns_the_roles_unique_id_and_follows_group_changes(account, identity):
+    role = identity.ensure("alice", ["physics"])
+    assert role.created
+    owner_id = role.owner_id
+    assert owner_id == account.iam.get_role(RoleName="ec2hub-alice")["Role"]["RoleId"]
+    assert "groups/physics/" in json.dumps(role_policy(account, "alice"))
+    again = identity.ensure("alice", [])
+    assert (again.owner_id, again.created) == (owner_id, False), "the same account keeps its owner id"
+    assert "groups/" not in json.dumps(role_policy(account, "alice"))
+    profile = account.iam.get_instance_profile(InstanceProfileName="ec2hub-alice")["InstanceProfile"]
+    assert [r["RoleId"] for r in profile["Roles"]] == [owner_id]
+    assert identity.owner_id("alice") == owner_id
+
+
+def test_a_role_that_is_someone_elses_is_never_reused(account, identity):
+    # A role under the name alice's maps to, but made for another account name.
+    account.iam.create_role(
+        RoleName="ec2hub-alice",
+        Path="/ec2hub/users/",
+        AssumeRolePolicyDocument="{}",
+        Tags=[{"Key": "ec2hub:user", "Value": "Alice"}],
+    )
+    with pytest.raises(IdentityConflict):
+        identity.ensure("alice", [])
+    assert identity.owner_id("alice") is None
+    identity.remove("alice")
+    assert account.iam.get_role(RoleName="ec2hub-alice")["Role"], "not removed either"
+
+
+def test_a_name_deleted_and_created_again_is_a_new_owner_with_an_empty_prefix(account, identity):
+    first = identity.ensure("bob", []).owner_id
+    account.s3.put_object(Bucket="unit-data", Key="users/bob/notes.txt", Body=b"old account")
+    identity.remove("bob")
+    assert identity.owner_id("bob") is None
+    moved = identity.move_data_aside("bob", now=datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    assert moved == "deleted/bob/20261130T120000Z/"
+    second = identity.ensure("bob", []).owner_id
+    assert second != first
+    assert "Contents" not in account.s3.list_objects_v2(Bucket="unit-data", Prefix="users/bob/")
+    kept = account.s3.get_object(Bucket="unit-data", Key="deleted/bob/20261130T120000Z/notes.txt")
+    assert kept["Body"].read() == b"old account"
+
+
+def test_a_new_role_moves_aside_what_an_unfinished_deletion_left(account, identity):
+    # The role went but the data move did not happen (the hub stopped in between).
+    identity.ensure("carol", [])
+    account.s3.put_object(Bucket="unit-data", Key="users/carol/a/b.parquet", Body=b"x")
+    identity.remove("carol")
+    identity.ensure("carol", [])
+    assert "Contents" not in account.s3.list_objects_v2(Bucket="unit-data", Prefix="users/carol/")
+    aside = account.s3.list_objects_v2(Bucket="unit-data", Prefix="deleted/carol/")["Contents"]
+    assert [o["Key"].split("/", 3)[3] for o in aside] == ["a/b.parquet"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from spawner.pool import TAG_CLAIM, TAG_POOL, HotPool
+from spawner.owner import TAG_CLAIM, TAG_POOL
+from spawner.pool import HotPool
 from tests.unit.conftest import make_spawner
 
 
@@ -42,26 +43,30 @@ async def test_a_claim_makes_the_instance_the_users_and_the_next_claim_finds_non
     alice = pooled_spawner(account, "alice")
     pool = HotPool(alice)
     await pool.fill_once()
-    claimed = await pool.claim(alice)
+    owner = await alice._prepare_identity()
+    claimed = await pool.claim(alice, owner)
     assert claimed is not None
-    await alice._prepare_identity()
-    await pool.hand_over(alice, claimed)
+    await pool.hand_over(alice, claimed, owner)
     instance = describe(account, claimed["InstanceId"])
     tags = tags_of(instance)
     assert tags["ec2hub:user"] == "alice" and TAG_POOL not in tags
+    assert tags["ec2hub:owner-id"] == owner.owner_id
     assert tags[TAG_CLAIM] == alice.token_parameter
     assert instance["IamInstanceProfile"]["Arn"].endswith(alice.names.instance_profile)
     handed = account.ssm.get_parameter(Name=alice.token_parameter, WithDecryption=True)["Parameter"]
     assert handed["Type"] == "SecureString"
     assert json.loads(handed["Value"])["token"] == alice.api_token
-    assert await pool.claim(pooled_spawner(account, "bob")) is None, "never a second user's"
+    bob = pooled_spawner(account, "bob")
+    assert await pool.claim(bob, await bob._prepare_identity()) is None, "never a second user's"
 
 
 async def test_spot_starts_and_sizes_without_a_pool_launch_as_usual(account):
     pool = HotPool(pooled_spawner(account, "alice"))
     await pool.fill_once()
-    assert await pool.claim(pooled_spawner(account, "bob", spot=True)) is None
-    assert await pool.claim(pooled_spawner(account, "bob", size="large")) is None
+    spot = pooled_spawner(account, "bob", spot=True)
+    assert await pool.claim(spot, await spot._prepare_identity()) is None
+    large = pooled_spawner(account, "bob", size="large")
+    assert await pool.claim(large, await large._prepare_identity()) is None
 
 
 async def test_a_stopped_pool_instance_is_replaced(account):

@@ -6,25 +6,40 @@ import hashlib
 import json
 import string
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import escapism
 from botocore.exceptions import ClientError
 
+from spawner.owner import TAG_USER
+
 USER_ROLE_PATH = "/ec2hub/users/"
 PARAMETER_ROOT = "/ec2hub/users"
+# What a user may do with the objects of their own prefix and of their groups' prefixes.
+READ_WRITE = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+# Where the S3 data of deleted accounts goes: no user role reaches it.
+DELETED_ROOT = "deleted"
 ROLE_POLICY_NAME = "ec2hub-user-access"
 
 _SAFE = string.ascii_lowercase + string.digits
 # Role names are at most 64 characters; "ec2hub-" takes 7 of them.
-SAFE_NAME_MAX = 48
-_DIGEST = 12
+SAFE_NAME_MAX = 56
+# Hex digits of the digest that ends a name too long to keep whole: 128 bits, so that no two
+# names anyone could choose share a role or a prefix.
+_DIGEST = 32
 
 
 def safe_name(name: str) -> str:
     """The one name used for a user's (or group's) role, profile, parameters and S3 prefix.
 
-    Valid for IAM (lowercase letters, digits, "-"; 48 characters at most) and for S3 keys,
+    Valid for IAM (lowercase letters, digits, "-"; 56 characters at most) and for S3 keys,
     stable, and collision-free: escapism's escaping is injective (every "-" it writes is
     followed by two hex digits), and a name too long is cut and given a digest of the whole
     name behind "--", which no escaped name contains.
@@ -108,13 +123,7 @@ def user_policy(
         {
             "Sid": "ReadWriteOwnPrefix",
             "Effect": "Allow",
-            "Action": [
-                "s3:GetObject",
-                "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:AbortMultipartUpload",
-                "s3:ListMultipartUploadParts",
-            ],
+            "Action": list(READ_WRITE),
             "Resource": f"{bucket_arn}/{names.prefix}*",
         },
         {
@@ -136,13 +145,7 @@ def user_policy(
             {
                 "Sid": "ReadWriteOwnGroups",
                 "Effect": "Allow",
-                "Action": [
-                    "s3:GetObject",
-                    "s3:PutObject",
-                    "s3:DeleteObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                ],
+                "Action": list(READ_WRITE),
                 "Resource": [f"{bucket_arn}/{p}*" for p in group_prefixes],
             },
         )
@@ -154,34 +157,60 @@ def account_of(arn: str) -> str:
     return arn.split(":")[4]
 
 
+@dataclass(frozen=True)
+class EnsuredRole:
+    """The user's role as a start finds it: its unique id (the owner id) and whether it is new."""
+
+    owner_id: str
+    created: bool
+
+
+class IdentityConflict(RuntimeError):
+    """The IAM role a user's name maps to belongs to someone else: it must not be reused."""
+
+
 class UserIdentity:
-    """Creates, updates and removes a user's role and instance profile (idempotently).
+    """Creates, updates and removes a user's role and instance profile (idempotently), and moves the
+    S3 data of a deleted account aside.
 
     Synchronous boto3: the spawner runs these in its worker pool, never on the event loop.
     """
 
-    def __init__(self, iam: Any, *, boundary_arn: str, bucket: str, region: str) -> None:
+    def __init__(self, iam: Any, s3: Any, *, boundary_arn: str, bucket: str, region: str) -> None:
         self.iam = iam
+        self.s3 = s3
         self.boundary_arn = boundary_arn
         self.bucket = bucket
         self.region = region
 
-    def ensure(self, username: str, groups: list[str]) -> UserNames:
-        """Make the user's role, policy and profile exist and match the user's groups now."""
+    def ensure(self, username: str, groups: list[str]) -> EnsuredRole:
+        """Make the user's role, policy and profile exist and match the user's groups now.
+
+        Returns the role's unique id (the owner id of everything launched for this account) and
+        whether the role was created now. A role
+        that exists must be this user's (its `ec2hub:user` tag is exactly the name); a role created
+        now starts a new account, so whatever a former account of the same name left in the S3
+        prefix (a deletion that did not finish) is moved aside first.
+        """
         names = UserNames.of(username)
-        tags = [{"Key": "ec2hub:user", "Value": username[:256]}]
         try:
-            self.iam.create_role(
+            role = self.iam.create_role(
                 RoleName=names.role,
                 Path=USER_ROLE_PATH,
                 AssumeRolePolicyDocument=json.dumps(trust_policy()),
                 PermissionsBoundary=self.boundary_arn,
                 Description=f"ec2hub user {username[:900]}",
-                Tags=tags,
-            )
+                Tags=[{"Key": TAG_USER, "Value": username}],
+            )["Role"]
+            created = True
         except ClientError as e:
             if _code(e) != "EntityAlreadyExists":
                 raise
+            role = self.iam.get_role(RoleName=names.role)["Role"]
+            created = False
+        self._check_role_is_users(role, username)
+        if created:
+            self.move_data_aside(username)
         policy = user_policy(
             names, groups, bucket=self.bucket, region=self.region, account_id=account_of(self.boundary_arn)
         )
@@ -194,17 +223,52 @@ class UserIdentity:
             if _code(e) != "NoSuchEntity":
                 raise
             profile = self.iam.create_instance_profile(
-                InstanceProfileName=names.instance_profile, Path=USER_ROLE_PATH, Tags=tags
+                InstanceProfileName=names.instance_profile,
+                Path=USER_ROLE_PATH,
+                Tags=[{"Key": TAG_USER, "Value": username}],
             )
-        if not any(r["RoleName"] == names.role for r in profile["InstanceProfile"].get("Roles", [])):
+        roles = profile["InstanceProfile"].get("Roles", [])
+        foreign = [r["RoleName"] for r in roles if r["RoleId"] != role["RoleId"]]
+        if foreign:
+            raise IdentityConflict(
+                f"instance profile {names.instance_profile} holds {', '.join(foreign)}, not {username}'s role"
+            )
+        if not roles:
             self.iam.add_role_to_instance_profile(
                 InstanceProfileName=names.instance_profile, RoleName=names.role
             )
-        return names
+        return EnsuredRole(role["RoleId"], created)
+
+    def _check_role_is_users(self, role: dict, username: str) -> None:
+        tags = {t["Key"]: t["Value"] for t in role.get("Tags", [])}
+        if role.get("Path") != USER_ROLE_PATH or tags.get(TAG_USER) != username:
+            raise IdentityConflict(
+                f"role {role.get('RoleName')} (path {role.get('Path')}, user tag {tags.get(TAG_USER)!r})"
+                f" is not {username!r}'s"
+            )
+
+    def owner_id(self, username: str) -> str | None:
+        """The unique id of the user's role, or None when the user has none (or it is someone else's)."""
+        try:
+            role = self.iam.get_role(RoleName=UserNames.of(username).role)["Role"]
+        except ClientError as e:
+            if _code(e) == "NoSuchEntity":
+                return None
+            raise
+        try:
+            self._check_role_is_users(role, username)
+        except IdentityConflict:
+            return None
+        return role["RoleId"]
 
     def remove(self, username: str) -> None:
-        """Remove the user's profile and role; their data in S3 stays."""
+        """Remove the user's profile and role (their data in S3 stays: see `move_data_aside`).
+
+        Only a role that is this user's is removed.
+        """
         names = UserNames.of(username)
+        if self.owner_id(username) is None:
+            return
         steps = [
             lambda: self.iam.remove_role_from_instance_profile(
                 InstanceProfileName=names.instance_profile, RoleName=names.role
@@ -219,6 +283,28 @@ class UserIdentity:
             except ClientError as e:
                 if _code(e) != "NoSuchEntity":
                     raise
+
+    def move_data_aside(self, username: str, now: datetime | None = None) -> str | None:
+        """Move everything under the user's prefix to `deleted/<safe name>/<UTC time>/`, out of reach
+        of every user role (only administrators reach `deleted/`). Returns the new prefix, or None
+        when there was nothing to move. Copies first, deletes after: an interruption loses nothing.
+        """
+        names = UserNames.of(username)
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        target = f"{DELETED_ROOT}/{names.safe}/{stamp}/"
+        moved = False
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=names.prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                self.s3.copy(
+                    {"Bucket": self.bucket, "Key": key}, self.bucket, target + key[len(names.prefix) :]
+                )
+                # One DeleteObject per key (not DeleteObjects): each is authorized, and fails
+                # loudly, on the key itself.
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+                moved = True
+        return target if moved else None
 
 
 def _code(error: ClientError) -> str:
