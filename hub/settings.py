@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +14,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The admin account can do everything: its password is long (and generated when not set).
 ADMIN_PASSWORD_MIN_LENGTH = 16
+
+# A username goes into IAM tag values (letters, digits, spaces and _.:/=+-@ only), S3 keys, the
+# proxy's URLs and EC2 tag filters, where `*` and `?` are wildcards. The default admits only names that
+# are the same string in every one of them: lowercase (JupyterHub lowercases names at sign-in), no
+# space, no wildcard, no slash, starting with a letter or digit, at most 64 characters.
+DEFAULT_USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]{0,63}$"
 
 
 class SettingsError(ValueError):
@@ -48,6 +56,27 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _username_pattern(env: Mapping[str, str]) -> str:
+    pattern = env.get("EC2HUB_USERNAME_PATTERN", "").strip() or DEFAULT_USERNAME_PATTERN
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise SettingsError(f"EC2HUB_USERNAME_PATTERN={pattern!r} is not a regular expression: {e}") from None
+    return pattern
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    networks = []
+    for value in _split(env.get(name, "")):
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {value!r} is not an address or network (e.g. 10.0.0.0/24)"
+            ) from None
+    return tuple(networks)
+
+
 def read_or_create_secret(path: Path, *, length: int = 24) -> str:
     """Return the secret stored in `path`, creating it (mode 0600) on first use.
 
@@ -79,8 +108,15 @@ class Settings:
     proxy_api_port: int = 8001
     hub_connect_url: str = ""
     admin_user: str = "admin"
+    # Whether EC2HUB_ADMIN_USER was set: with LDAP or OAuth only a name the operator chose is admin.
+    admin_user_configured: bool = False
     admin_password: str = ""
     auth: str = "signup"
+    # The names the hub admits (EC2HUB_USERNAME_PATTERN), checked at sign-up, sign-in and the admin API.
+    username_pattern: str = DEFAULT_USERNAME_PATTERN
+    # Proxies in front of the hub (EC2HUB_TRUSTED_PROXIES, e.g. the load balancer's subnets) whose
+    # X-Forwarded-For entries are believed when counting failed sign-ins per client address.
+    trusted_proxies: tuple[str, ...] = ()
     hub_id: str = "ec2hub"
     aws_region: str = "us-east-1"
     aws_endpoint_url: str = ""
@@ -142,9 +178,12 @@ class Settings:
             hub_port=_port(env, "EC2HUB_HUB_PORT", 8081),
             proxy_api_port=_port(env, "EC2HUB_PROXY_API_PORT", 8001),
             hub_connect_url=env.get("EC2HUB_HUB_CONNECT_URL", ""),
-            admin_user=env.get("EC2HUB_ADMIN_USER", "admin"),
+            admin_user=env.get("EC2HUB_ADMIN_USER", "").strip() or "admin",
+            admin_user_configured=bool(env.get("EC2HUB_ADMIN_USER", "").strip()),
             admin_password=admin_password,
             auth=env.get("EC2HUB_AUTH", "signup"),
+            username_pattern=_username_pattern(env),
+            trusted_proxies=_networks(env, "EC2HUB_TRUSTED_PROXIES"),
             hub_id=env.get("EC2HUB_HUB_ID", "ec2hub"),
             aws_region=env.get("EC2HUB_AWS_REGION", "us-east-1"),
             aws_endpoint_url=env.get("EC2HUB_AWS_ENDPOINT_URL", ""),

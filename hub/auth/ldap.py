@@ -20,6 +20,8 @@ Environment variables (read by `configure`; passwords come from the environment 
   the directory and admins manage hub groups in the hub.
 - EC2HUB_ADMIN_GROUP: optional, the `cn` of a group whose members are hub admins (checked at each
   sign-in, so leaving the group ends admin rights). Needs EC2HUB_LDAP_GROUP_BASE.
+- EC2HUB_ADMIN_USER: optional, a directory account that is always admin. Unset, nobody is admin by
+  name: an account the directory happens to call `admin` is an ordinary user.
 
 Everyone who can sign in to the directory may use the hub; the groups decide what they may do.
 """
@@ -35,7 +37,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import ldap3
-from jupyterhub.handlers.login import LoginHandler
 from ldap3.core.exceptions import (
     LDAPBindError,
     LDAPCommunicationError,
@@ -50,6 +51,8 @@ from tornado import web
 from traitlets import Float, Int, Unicode
 from traitlets.config import Config
 
+from hub.auth.names import UsernameRule
+from hub.auth.throttle import ThrottledLoginHandler, ThrottledSignIn
 from hub.settings import Settings, SettingsError
 
 UNREACHABLE_MESSAGE = "The sign-in directory (LDAP) cannot be reached right now; try again in a few minutes."
@@ -74,8 +77,9 @@ class DirectoryUnreachable(web.HTTPError):
         super().__init__(503, UNREACHABLE_MESSAGE, reason="Sign-in directory unreachable")
 
 
-class DirectoryLoginHandler(LoginHandler):
-    """The sign-in page: when the directory is down, says so on the form instead of an error page."""
+class DirectoryLoginHandler(ThrottledLoginHandler):
+    """The sign-in page: failures throttled (hub/auth/throttle.py), and when the directory is down,
+    says so on the form instead of an error page (not counted as a failure)."""
 
     async def post(self):
         try:
@@ -86,9 +90,11 @@ class DirectoryLoginHandler(LoginHandler):
             self.finish(await self._render(login_error=e.log_message, username=username))
 
 
-class DirectoryAuthenticator(LDAPAuthenticator):
+class DirectoryAuthenticator(UsernameRule, ThrottledSignIn, LDAPAuthenticator):
     """ldapauthenticator 2.0.2 plus what it lacks: hub groups and admins from directory groups,
-    bounded timeouts, LDAP calls off the event loop, and a clear message when the directory is down."""
+    bounded timeouts, LDAP calls off the event loop, a clear message when the directory is down, the
+    hub's username rule and failed sign-ins throttled before they reach the directory (whose own
+    lockout, if it has one, would otherwise be anyone's to trigger through the hub)."""
 
     group_search_base = Unicode(
         "",
@@ -128,7 +134,9 @@ class DirectoryAuthenticator(LDAPAuthenticator):
     _threads: ThreadPoolExecutor | None = None
 
     def get_handlers(self, app):
-        return [("/login", DirectoryLoginHandler)]
+        return [
+            (path, DirectoryLoginHandler if path == "/login" else h) for path, h in super().get_handlers(app)
+        ]
 
     async def authenticate(self, handler, data):
         # ldap3 is synchronous and the parent calls it inside a coroutine: the whole exchange runs in
@@ -268,6 +276,9 @@ def configure(c: Config, settings: Settings, env: Mapping[str, str] | None = Non
 
     username_attribute = get("EC2HUB_LDAP_USERNAME_ATTRIBUTE", "uid")
     a.user_attribute = username_attribute
+    # ldapauthenticator has a name pattern of its own (no digit first, no @ or +): the hub's rule is
+    # the one rule, checked on the sign-in form before the directory is asked.
+    a.valid_username_regex = settings.username_pattern
     template = get("EC2HUB_LDAP_BIND_DN_TEMPLATE")
     search_base = get("EC2HUB_LDAP_SEARCH_BASE")
     if template and search_base:

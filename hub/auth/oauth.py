@@ -16,8 +16,10 @@ environment only, never the repo):
   `/hub/oauth_callback`; set it when the hub is reached through another URL, e.g. HTTPS at a load
   balancer).
 - EC2HUB_OAUTH_USERNAME_CLAIM: the userinfo claim that becomes the hub username (default
-  `preferred_username`). Pick a claim only the provider's administrators can change: a user who
-  could rename themselves could take another person's hub account.
+  `preferred_username`). Pick a claim that never changes and only the provider's administrators
+  set: `sub` or an employee id. At many providers people can edit `preferred_username`, and a user
+  who could rename themselves could take another person's hub account (and its data). A name
+  outside the hub's username rule (EC2HUB_USERNAME_PATTERN) is refused with a page saying so.
 - EC2HUB_OAUTH_GROUPS_CLAIM: the userinfo claim listing the user's groups (default `groups`). Its
   values become the user's hub groups at each sign-in (sizes, S3 group prefixes, admins); the
   hub's own group membership of OAuth users follows the provider.
@@ -30,6 +32,8 @@ environment only, never the repo):
   signs in at the provider gets a 403 page saying they are not in an allowed group.
 - EC2HUB_ADMIN_GROUP: optional, a group whose members are hub admins (and may use the hub), checked
   at each sign-in, so leaving the group ends admin rights.
+- EC2HUB_ADMIN_USER: optional, a provider account that is always admin. Unset, nobody is admin by
+  name: an account the provider happens to call `admin` is an ordinary user.
 - EC2HUB_OAUTH_LOGIN_SERVICE: the provider's name on the sign-in button, "Sign in with <name>"
   (default `OpenID Connect`).
 """
@@ -49,6 +53,7 @@ from tornado import web
 from traitlets import Unicode
 from traitlets.config import Config
 
+from hub.auth.names import UsernameRule
 from hub.settings import Settings, SettingsError, _split
 
 DISCOVERY_TIMEOUT = 10.0
@@ -64,9 +69,10 @@ ENDPOINTS = {
 log = logging.getLogger("JupyterHub")
 
 
-class OpenIDConnectAuthenticator(GenericOAuthenticator):
+class OpenIDConnectAuthenticator(UsernameRule, GenericOAuthenticator):
     """GenericOAuthenticator with the groups read from one userinfo claim (a name with dots or
-    slashes works too) and a refusal page that says why: not in an allowed group."""
+    slashes works too), the hub's username rule, and refusal pages that say why: not in an allowed
+    group, or a name the hub cannot use."""
 
     groups_claim = Unicode(
         "groups",

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from traitlets.config import Config
 
 from hub.auth import oauth
+from hub.auth.names import DEFAULT_RULE
 from hub.auth.oauth import OAuthSettings, OpenIDConnectAuthenticator
 from hub.settings import Settings, SettingsError
 from localcloud.up import Stack
@@ -24,11 +25,14 @@ from tests.e2e.stack import free_port, stack_env
 
 pytestmark = pytest.mark.e2e
 
-PASSWORDS = {name: secrets.token_urlsafe(12) for name in ("alice", "mallory", "ada")}
+PASSWORDS = {name: secrets.token_urlsafe(12) for name in ("alice", "mallory", "ada", "admin", "o'hara")}
 ACCOUNTS = [
     Account("alice", PASSWORDS["alice"], ("physics", "gpu-users")),
     Account("mallory", PASSWORDS["mallory"], ("visitors",)),
     Account("ada", PASSWORDS["ada"], ("hub-admins",)),
+    # Accounts anyone might register at a provider: one called admin, one the hub cannot use as a name.
+    Account("admin", PASSWORDS["admin"], ("physics",)),
+    Account("o'hara", PASSWORDS["o'hara"], ("physics",)),
 ]
 LOGIN_SERVICE = "Physics Login"
 SETTINGS = Settings(state_dir=Path("unused"), port=8000)
@@ -82,6 +86,14 @@ def sign_in_at_provider(page, stack: Stack, provider: OIDCProvider, user: str, s
     page.click("#sign-in")
 
 
+def refused_at_callback(page, stack: Stack, provider: OIDCProvider, user: str):
+    """Sign `user` in at the provider, expecting the hub to refuse them at its callback (403): the message."""
+    with page.expect_response(re.compile(r".*/hub/oauth_callback\?.*")) as callback:
+        sign_in_at_provider(page, stack, provider, user)
+    assert callback.value.status == 403
+    return page.locator(".error p")
+
+
 def hub_api(page, stack: Stack, path: str):
     """GET the hub's REST API with the page's session cookie (and its XSRF token, as the hub's pages do)."""
     xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
@@ -118,10 +130,7 @@ def test_members_of_the_admin_group_are_admins(stack, provider, new_page):
 
 def test_mallory_outside_the_allowed_groups_is_refused_with_a_clear_page(stack, provider, new_page):
     page = new_page()
-    with page.expect_response(re.compile(r".*/hub/oauth_callback\?.*")) as callback:
-        sign_in_at_provider(page, stack, provider, "mallory")
-    assert callback.value.status == 403
-    message = page.locator(".error p")
+    message = refused_at_callback(page, stack, provider, "mallory")
     expect(message).to_contain_text(
         "You signed in as mallory, but mallory is not in a group allowed to use this hub"
         " (gpu-users, physics)."
@@ -130,6 +139,21 @@ def test_mallory_outside_the_allowed_groups_is_refused_with_a_clear_page(stack, 
     # Refused means not signed in: the hub sends her back to its sign-in page.
     page.goto(f"{stack.settings.url}/hub/home")
     page.wait_for_url(re.compile(r".*/hub/login.*"))
+
+
+def test_a_provider_account_called_admin_is_an_ordinary_user(stack, provider, new_page):
+    page = new_page()
+    sign_in_at_provider(page, stack, provider, "admin")
+    page.wait_for_url(re.compile(r".*/hub/spawn.*"))
+    model = hub_api(page, stack, "/user").json()
+    assert (model["name"], model["admin"]) == ("admin", False)
+    assert hub_api(page, stack, "/users").status == 403
+
+
+def test_a_provider_name_outside_the_username_rule_is_refused_with_the_rule(stack, provider, new_page):
+    message = refused_at_callback(new_page(), stack, provider, "o'hara")
+    expect(message).to_contain_text("You signed in as “o'hara”, which this hub cannot use as a username.")
+    expect(message).to_contain_text(DEFAULT_RULE)
 
 
 # --- in process: the settings, against the same provider ---

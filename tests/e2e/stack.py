@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import boto3
 import requests
@@ -83,10 +86,20 @@ class HubClient:
             timeout=30,
         )
 
-    def approve(self, username: str) -> None:
-        """As an admin: flip the user's approval on the authorization page."""
-        response = self.session.get(f"{self.base_url}/hub/authorize/{username}", timeout=30)
+    def approve(self, username: str) -> requests.Response:
+        """As an admin: press Authorize on the user's row of the authorization page (a POST carrying
+        the page's XSRF token); returns the page shown afterwards."""
+        page = self.session.get(f"{self.base_url}/hub/authorize", params={"user": username}, timeout=30)
+        assert page.status_code == 200, page.text
+        row = page.text[page.text.index(f'<tr id="{html.escape(username)}"') :]
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', row).group(1)
+        response = self.session.post(
+            f"{self.base_url}/hub/authorize/{quote(username, safe='')}",
+            data={"_xsrf": html.unescape(xsrf), "action": "approve"},
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
+        return response
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", "")}
@@ -137,12 +150,25 @@ def admin_client(stack: Stack) -> HubClient:
     return client
 
 
-def approved_user(stack: Stack, username: str, password: str = USER_PASSWORD) -> HubClient:
-    """A person who signed up, was approved by the admin, and is signed in (an existing one signs in)."""
+def client_at(stack: Stack, address: str) -> HubClient:
+    """A client at an address of its own: the proxy, on loopback like the tests, passes on the
+    X-Forwarded-For a loopback client sends, and the hub counts failed sign-ins against it."""
     client = HubClient(stack.settings.url)
-    if client.login(username, password).status_code == 302:
-        return client
-    client.sign_up(username, password)
+    client.session.headers["X-Forwarded-For"] = address
+    return client
+
+
+def approved_user(stack: Stack, username: str, password: str = USER_PASSWORD) -> HubClient:
+    """A person who signed up, was approved by the admin, and is signed in (an existing one signs in).
+
+    Signing up first, rather than trying to sign in, keeps failed sign-ins (which the hub throttles
+    per address: every test signs in from loopback) for the tests about them.
+    """
+    client = HubClient(stack.settings.url)
+    if "already in use" in client.sign_up(username, password).text:
+        response = client.login(username, password)
+        if response.status_code == 302:
+            return client
     admin_client(stack).approve(username)
     response = client.login(username, password)
     assert response.status_code == 302, f"{username} signs in once approved"

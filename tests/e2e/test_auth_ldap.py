@@ -4,6 +4,7 @@ directory going away; in process, search mode, TLS and a directory that never an
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import socket
 import ssl
@@ -13,12 +14,13 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from hub.auth import ldap
+from hub.auth import configure_authentication, ldap
 from hub.auth.ldap import UNREACHABLE_MESSAGE, DirectoryAuthenticator, DirectoryUnreachable
+from hub.auth.names import DEFAULT_RULE
 from hub.settings import Settings, SettingsError
 from localcloud.up import Stack
 from tests.e2e.ldap_server import ADMIN_DN, GROUPS, PEOPLE, Slapd, require_slapd
-from tests.e2e.stack import HubClient, stack_env
+from tests.e2e.stack import HubClient, client_at, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +28,8 @@ PASSWORDS = {
     "alice": "alice's directory passphrase",
     "bob": "bob's directory passphrase",
     "gina": "gina's directory passphrase",
+    # An ordinary directory account that happens to be called admin.
+    "admin": "an ordinary account's passphrase",
 }
 # physics and hub-admins are groupOfNames (member = DN), gpu-users a posixGroup (memberUid = uid).
 NAMED_GROUPS = {"physics": ["alice"], "hub-admins": ["bob"]}
@@ -116,6 +120,25 @@ def test_directory_groups_become_hub_groups_and_hub_admins_group_makes_admins(st
         assert model["admin"] is False
 
 
+def test_a_directory_account_called_admin_is_an_ordinary_user(stack):
+    me = own_model(signed_in(stack, "admin"))
+    assert (me["name"], me["admin"]) == ("admin", False)
+
+
+def test_a_name_outside_the_username_rule_is_told_the_rule(stack):
+    response = client_at(stack, "198.51.100.61").login("a*", "anything at all")
+    assert response.status_code == 403
+    assert DEFAULT_RULE in html.unescape(response.text)
+
+
+def test_five_failures_from_one_address_hold_it_before_the_directory_is_asked(stack):
+    guesser = client_at(stack, "198.51.100.62")
+    statuses = [guesser.login(name, "a guess") for name in ("alice", "bob", "gina", "nobody", "alice")]
+    assert [r.status_code for r in statuses] == [403, 403, 403, 403, 429]
+    assert guesser.login("alice", PASSWORDS["alice"]).status_code == 429, "even with the right password"
+    assert client_at(stack, "198.51.100.63").login("alice", PASSWORDS["alice"]).status_code == 302
+
+
 def test_only_members_of_gpu_users_see_the_gpu_size(stack):
     gina_form = signed_in(stack, "gina").session.get(f"{stack.settings.url}/hub/spawn", timeout=30)
     alice_form = signed_in(stack, "alice").session.get(f"{stack.settings.url}/hub/spawn", timeout=30)
@@ -156,6 +179,20 @@ async def sign_in(auth: DirectoryAuthenticator, user: str, password: str | None 
     return await auth.get_authenticated_user(
         None, {"username": user, "password": password or PASSWORDS[user]}
     )
+
+
+@pytest.mark.parametrize("admin_user, is_admin", [("", False), ("admin", True)])
+async def test_admin_by_name_only_when_the_operator_names_them(slapd, monkeypatch, admin_user, is_admin):
+    env = ldap_env(slapd.url, EC2HUB_ADMIN_USER=admin_user)
+    monkeypatch.delenv("EC2HUB_ADMIN_USER", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    c = Config()
+    configure_authentication(
+        c, Settings.from_env({**env, "EC2HUB_STATE_DIR": "unused", "EC2HUB_ADMIN_PASSWORD": "x" * 16})
+    )
+    admin = await sign_in(DirectoryAuthenticator(config=c), "admin")
+    assert admin["admin"] is is_admin
 
 
 async def test_search_mode_looks_users_up_with_a_service_account(slapd):

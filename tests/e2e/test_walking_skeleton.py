@@ -73,7 +73,7 @@ def test_sign_ups_waiting_for_approval_come_first_and_an_approval_shows_the_acco
     assert waiting >= 2 and {"zack", "zora"} <= set(rows[:waiting]), "pending sign-ups are listed first"
     assert "admin" in rows[waiting:], "approved accounts follow"
 
-    approved = admin.session.get(f"{stack.settings.url}/hub/authorize/zora", timeout=30)
+    approved = admin.approve("zora")
     assert approved.url.endswith("/hub/authorize?user=zora#zora")
     assert re.findall(r'<tr id="([^"]+)"', approved.text) == ["zora"]
     assert "<td>Yes</td>" in approved.text and "1 account starting with" in approved.text
