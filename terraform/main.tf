@@ -24,6 +24,8 @@ locals {
     EC2HUB_USER_BOUNDARY_ARN = module.iam.user_boundary_arn
     EC2HUB_HUB_ID            = local.hub_id
     EC2HUB_INSTANCE_TYPE     = var.user_instance_type
+    # The load balancer's subnets: sign-in throttling counts the client address it forwards.
+    EC2HUB_TRUSTED_PROXIES = join(",", var.public_subnet_cidrs)
   })
 }
 

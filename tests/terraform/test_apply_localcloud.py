@@ -17,6 +17,7 @@ outputs as its settings and Terraform's role as its identity.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import textwrap
 from pathlib import Path
@@ -59,6 +60,11 @@ def test_root_module(outputs, stack):
     env = outputs["hub_environment"]
     assert env["EC2HUB_SUBNET_IDS"].split(",") == outputs["subnet_ids"]
     assert env["EC2HUB_SECURITY_GROUP_IDS"] == outputs["security_group_ids"][0]
+    # Sign-in throttling believes the client address only the load balancer's subnets forward.
+    proxies = [ipaddress.ip_network(n.strip()) for n in env["EC2HUB_TRUSTED_PROXIES"].split(",")]
+    assert proxies and not any(
+        n.overlaps(ipaddress.ip_network("0.0.0.0/0")) and n.prefixlen == 0 for n in proxies
+    )
 
     ec2 = aws_client(stack, "ec2")
     subnets = ec2.describe_subnets(SubnetIds=outputs["subnet_ids"])["Subnets"]
