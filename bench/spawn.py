@@ -138,7 +138,7 @@ def hot_pool_run(stack: Stack, size: str, pool: int, spawns: int) -> dict:
     stack.start_hub()
     bench = Bench(stack, size)
     ec2 = aws_client(stack, "ec2")
-    # The hub's first spawner starts the pool: one start (not measured) brings it up.
+    # The hub starts the pool keeper; one start (not measured) waits for the pool to come up.
     bench.create_users(["pool-warmup"])
     bench.spawn("pool-warmup", poll=0.1)
     users = [f"hot-{i}" for i in range(spawns)]

@@ -73,4 +73,8 @@ def configure(c: Config, settings: Settings) -> None:
     from hub.instances import HUB_TEMPLATES, configure_instances_service
 
     configure_instances_service(c, settings)
+
+    from hub.pool import configure_pool_service
+
+    configure_pool_service(c, settings)
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES), *c.JupyterHub.get("template_paths", [])]

@@ -30,6 +30,8 @@ from xml.sax.saxutils import escape
 
 from moto.ec2.models.instances import StateReason
 
+from localcloud.backends import find_instance
+
 log = logging.getLogger("localcloud.faults")
 
 # The errors the switches can make EC2 answer with, and the HTTP status EC2 uses for each.
@@ -86,6 +88,11 @@ class Faults:
 
     def _count(self, name: str) -> None:
         self.tried[name] = self.tried.get(name, 0) + 1
+
+    def record(self, name: str) -> None:
+        """Count a fault tried from outside the switches (an instance killed, terminated, reclaimed)."""
+        with self._lock:
+            self._count(name)
 
     # -- boots ------------------------------------------------------------------------------------
 
@@ -160,25 +167,16 @@ def error_response(code: str) -> tuple[int, bytes]:
 # -- what happens to an instance from outside the hub ---------------------------------------------
 
 
-def _find_instance(instance_id: str):
-    from localcloud.runtime import all_instances
-
-    for instance in all_instances():
-        if instance.id == instance_id:
-            return instance
-    raise LookupError(f"no instance {instance_id}")
-
-
 def terminate_from_outside(instance_id: str, gate) -> None:
     """Someone with console access terminates the instance: its disk goes with it."""
-    instance = _find_instance(instance_id)
+    instance = find_instance(instance_id)
     with gate.request():
         instance.ec2_backend.terminate_instances([instance_id])
 
 
 def reclaim_spot(instance_id: str, gate) -> None:
     """AWS interrupts a spot instance launched to stop on interruption: stopped, disk kept."""
-    instance = _find_instance(instance_id)
+    instance = find_instance(instance_id)
     if instance.lifecycle != "spot":
         raise FaultError(f"{instance_id} is not a spot instance")
     with gate.request():
@@ -276,8 +274,7 @@ class FaultControl(ThreadingHTTPServer):
             )
         elif len(parts) == 3 and parts[0] == "instances":
             instance_id, what = parts[1], parts[2]
-            with self.faults._lock:
-                self.faults._count(what)
+            self.faults.record(what)
             if what == "kill":
                 self.runtime.kill_processes(instance_id)
             elif what == "terminate":

@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from moto.backends import get_backend
 from moto.core.types import Base64EncodedString
 from moto.ec2.models.instances import Instance
 from moto.ec2.responses.general import General
 from moto.ec2.responses.instances import InstanceResponse
 
+from localcloud.backends import all_instances
 from localcloud.faults import Faults, fail_launch
 from localcloud.metadata import MetadataServer, decode_user_data
 
@@ -44,15 +44,6 @@ _STATE_CODES = {
 def set_state(instance: Instance, name: str) -> None:
     instance._state.name = name
     instance._state.code = _STATE_CODES[name]
-
-
-def all_instances() -> list[Instance]:
-    found = []
-    for account_backend in list(get_backend("ec2").values()):
-        for region_backend in list(account_backend.values()):
-            for reservation in list(region_backend.reservations.values()):
-                found.extend(reservation.instances)
-    return found
 
 
 class Booted:

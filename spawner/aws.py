@@ -54,6 +54,25 @@ def is_not_found(error: BaseException) -> bool:
     return error_code(error) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
 
 
+# The `reason` of a failed start (a label of the hub's spawn metrics): a fixed set, whatever AWS says.
+FAILURE_REASONS = {
+    "InsufficientInstanceCapacity": "capacity",
+    "InstanceLimitExceeded": "quota",
+    "VcpuLimitExceeded": "quota",
+    "RequestLimitExceeded": "throttled",
+    "Throttling": "throttled",
+    "UnauthorizedOperation": "unauthorized",
+    "AccessDenied": "unauthorized",
+    "InvalidAMIID.NotFound": "image",
+    "InvalidParameterValue": "invalid-request",
+}
+
+
+def failure_reason(error: BaseException) -> str:
+    """The spawn-failure reason for an AWS error: one of FAILURE_REASONS' values, or "aws"."""
+    return FAILURE_REASONS.get(error_code(error), "aws")
+
+
 _MESSAGES = {
     "InsufficientInstanceCapacity": (
         "AWS has no {instance_type} capacity in {region} right now. Try again in a few minutes"

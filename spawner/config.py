@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import html
+from dataclasses import fields
 
-from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from spawner.profiles import DEFAULT_PROFILES, Profile, parse_choice, parse_form, render_form, validate_choice
+from spawner.launcher import LaunchSettings
+from spawner.profiles import (
+    DEFAULT_PROFILES,
+    Profile,
+    parse_choice,
+    parse_form,
+    render_form,
+    validate_choice,
+    validate_profiles,
+)
 
 
 def apply_size_choice(spawner: EC2SpawnerConfig, user_options: dict) -> None:
@@ -22,15 +31,6 @@ def apply_size_choice(spawner: EC2SpawnerConfig, user_options: dict) -> None:
     spawner.size = profile.slug
     spawner.instance_type = profile.instance_type
     spawner.use_spot = spot
-
-
-def stop_notice(spawner) -> str:
-    """Above the spawn form: why the last server stopped without the user asking, if it did."""
-    reason = getattr(spawner, "stop_reason", "")
-    if not reason:
-        return ""
-    message = html.escape(f"Your server stopped: {reason}")
-    return f'<div class="alert alert-warning ec2hub-stop-reason">{message}</div>'
 
 
 class EC2SpawnerConfig(LoggingConfigurable):
@@ -225,14 +225,41 @@ class EC2SpawnerConfig(LoggingConfigurable):
         """,
     )
 
+    patience_message = Unicode(
+        "Still waiting for AWS; a new instance can take a few minutes.",
+        config=True,
+        help="""What the progress bar says when a start has had no news for `patience_interval`
+        seconds (EC2 can take minutes to find capacity or to boot a large image).
+
+        Example: `c.EC2Spawner.patience_message = "GPU instances take up to 5 minutes to start."`
+        """,
+    )
+    patience_interval = Float(
+        30,
+        config=True,
+        help="""Seconds without news in a start after which the progress bar says `patience_message`
+        (default 30).""",
+    )
+
     @default("profiles")
     def _default_profiles(self) -> list[dict]:
         return [dict(p) for p in DEFAULT_PROFILES]
 
+    @validate("profiles")
+    def _validate_profiles(self, proposal) -> list[dict]:
+        try:
+            validate_profiles(proposal["value"])
+        except ValueError as e:
+            raise TraitError(f"c.EC2Spawner.profiles: {e}") from None
+        return proposal["value"]
+
     @default("options_form")
     def _default_options_form(self):
-        return lambda spawner: (
-            stop_notice(spawner) + render_form(spawner.profile_list(), spawner.group_names(), spawner.size)
+        return lambda spawner: render_form(
+            spawner.profile_list(),
+            spawner.group_names(),
+            spawner.size,
+            stop_reason=getattr(spawner, "stop_reason", ""),
         )
 
     @default("options_from_form")
@@ -242,6 +269,10 @@ class EC2SpawnerConfig(LoggingConfigurable):
     @default("apply_user_options")
     def _default_apply_user_options(self):
         return apply_size_choice
+
+    def launch_settings(self) -> LaunchSettings:
+        """What every launch of this hub shares, from these options (for the launcher)."""
+        return LaunchSettings.from_options({f.name: getattr(self, f.name) for f in fields(LaunchSettings)})
 
     def profile_list(self) -> list[Profile]:
         return [Profile.from_config(entry) for entry in self.profiles]

@@ -81,9 +81,9 @@ class UserNames:
     def parameter_path(self) -> str:
         return f"{PARAMETER_ROOT}/{self.safe}/"
 
-    def token_parameter(self, server_name: str) -> str:
+    def settings_parameter(self, server_name: str) -> str:
         server = safe_name(server_name) if server_name else "default"
-        return f"{self.parameter_path}servers/{server}/api-token"
+        return f"{self.parameter_path}servers/{server}/settings"
 
 
 def group_prefix(group: str) -> str:
@@ -108,7 +108,7 @@ def user_policy(
     names: UserNames, groups: list[str], *, bucket: str, region: str, account_id: str
 ) -> dict[str, Any]:
     """Exactly the user's data: own prefix read/write, shared/ read-only, own groups read/write,
-    listing only within those prefixes, and reading the user's own server token."""
+    listing only within those prefixes, and reading the user's own servers' settings."""
     bucket_arn = f"arn:aws:s3:::{bucket}"
     group_prefixes = sorted(group_prefix(g) for g in groups)
     readable = [names.prefix, "shared/", *group_prefixes]

@@ -20,6 +20,9 @@ TAG_HUB = "ec2hub:hub"
 TAG_USER = "ec2hub:user"
 TAG_SERVER = "ec2hub:server"
 TAG_OWNER_ID = "ec2hub:owner-id"
+# What an instance is for: a user's server, a hot-pool member, and next Dask and job instances.
+TAG_PURPOSE = "ec2hub:purpose"
+PURPOSES = ("server", "pool", "dask-scheduler", "dask-worker", "job")
 TAG_POOL = "ec2hub:pool"
 TAG_CLAIM = "ec2hub:claim"
 # A server name never contains "/", so "/" stands for the default (unnamed) server.
@@ -83,16 +86,19 @@ def is_owned(instance: Mapping, expected: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class Owner:
-    """One user server's claim on instances: this hub, this account (owner id), this user and server."""
+    """A claim on instances: this hub, this account (owner id), this user, server and purpose."""
 
     hub_id: str
     owner_id: str
     user: str
     server: str = ""
+    purpose: str = "server"
 
     def __post_init__(self) -> None:
         literal_filter_value(self.hub_id)
         literal_filter_value(self.owner_id)
+        if self.purpose not in PURPOSES:
+            raise ValueError(f"unknown purpose {self.purpose!r}: one of {', '.join(PURPOSES)}")
 
     def tags(self) -> dict[str, str]:
         return {
@@ -100,6 +106,7 @@ class Owner:
             TAG_OWNER_ID: self.owner_id,
             TAG_USER: self.user,
             TAG_SERVER: server_tag(self.server),
+            TAG_PURPOSE: self.purpose,
         }
 
     def filters(self, states: list[str] | tuple[str, ...]) -> list[dict]:

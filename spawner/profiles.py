@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+import jinja2
 from tornado import web
 
 
@@ -30,6 +31,17 @@ class Profile:
 
     @classmethod
     def from_config(cls, entry: Mapping[str, Any]) -> Profile:
+        """One entry of `c.EC2Spawner.profiles`; ValueError saying what is wrong with it."""
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"a size is a dict, not {type(entry).__name__}")
+        known = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        unknown = sorted(set(entry) - known)
+        missing = sorted(required - set(entry))
+        if unknown or missing:
+            problems = [f"unknown keys {unknown}"] if unknown else []
+            problems += [f"missing keys {missing}"] if missing else []
+            raise ValueError(f"size {entry.get('slug', '?')!r}: {'; '.join(problems)}")
         values = dict(entry)
         values["groups"] = frozenset(values.get("groups") or ())
         return cls(**values)
@@ -40,6 +52,18 @@ class Profile:
     @property
     def spot_price_per_hour(self) -> float:
         return round(self.price_per_hour * (1 - self.spot_discount), 4)
+
+
+def validate_profiles(entries: Iterable[Mapping[str, Any]]) -> list[Profile]:
+    """Every size of `c.EC2Spawner.profiles`, checked: ValueError naming the first problem."""
+    profiles = [Profile.from_config(entry) for entry in entries]
+    if not profiles:
+        raise ValueError("at least one size is needed")
+    slugs = [p.slug for p in profiles]
+    repeated = sorted({slug for slug in slugs if slugs.count(slug) > 1})
+    if repeated:
+        raise ValueError(f"sizes share a slug: {', '.join(repeated)}")
+    return profiles
 
 
 # On-demand Linux prices in us-east-1 (USD per hour); spot discounts are typical, not promised.
@@ -157,39 +181,21 @@ def validate_choice(choice: Choice, profiles: list[Profile], groups: Iterable[st
     return profile, choice.spot
 
 
-def render_form(profiles: list[Profile], groups: Iterable[str], current: str | None = None) -> str:
-    """The spawn form: a card per size open to the user, with what they get and $/hour."""
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,
+    keep_trailing_newline=False,
+)
+
+
+def render_form(
+    profiles: list[Profile], groups: Iterable[str], current: str | None = None, stop_reason: str = ""
+) -> str:
+    """The spawn form: a card per size open to the user, with what they get and $/hour, and above
+    them why the last server stopped without the user asking, if it did."""
     allowed = [p for p in profiles if p.allowed_for(groups)]
-    if not allowed:
-        return '<p class="alert alert-warning">No instance size is open to you; ask an administrator.</p>'
     selected = current if any(p.slug == current for p in allowed) else None
-    if selected is None:
+    if selected is None and allowed:
         selected = next((p.slug for p in allowed if p.default), allowed[0].slug)
-    cards = []
-    for p in allowed:
-        esc = html.escape
-        gpu = f"<li>{p.gpus} × {esc(p.gpu_kind)} GPU</li>" if p.gpus else ""
-        spot = (
-            f'<label class="ec2hub-spot"><input type="checkbox" name="spot" value="{esc(p.slug)}">'
-            f" Spot: about ${p.spot_price_per_hour:.3f}/hour (may be reclaimed by AWS)</label>"
-            if p.spot
-            else ""
-        )
-        checked = " checked" if p.slug == selected else ""
-        cards.append(
-            f'<div class="ec2hub-size card" data-size="{esc(p.slug)}">'
-            f'<label class="card-body"><span class="ec2hub-size-head">'
-            f'<span><input type="radio" name="size" value="{esc(p.slug)}"{checked}>'
-            f' <strong class="ec2hub-size-name">{esc(p.display_name)}</strong></span>'
-            f' <span class="ec2hub-price">${p.price_per_hour:.3f}/hour</span></span>'
-            f"<p>{esc(p.description)}</p>"
-            f"<ul><li>{p.vcpu} vCPU</li><li>{p.memory_gib:g} GiB memory</li>{gpu}"
-            f"<li><code>{esc(p.instance_type)}</code></li></ul></label>{spot}</div>"
-        )
-    style = (
-        "<style>.ec2hub-sizes{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));"
-        "gap:1em}.ec2hub-size{padding:.5em;border:1px solid #ccc;border-radius:6px}"
-        ".ec2hub-size-head{display:flex;justify-content:space-between;margin-bottom:.5em}"
-        ".ec2hub-price{font-weight:bold}.ec2hub-spot{font-size:.9em;padding:0 1em}</style>"
-    )
-    return f'{style}<div class="ec2hub-sizes">{"".join(cards)}</div>'
+    template = _TEMPLATES.get_template("spawn_form.html")
+    return template.render(sizes=allowed, selected=selected, stop_reason=stop_reason)

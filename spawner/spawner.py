@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shlex
-import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from jupyterhub.spawner import Spawner, SpawnException
@@ -16,17 +16,10 @@ from traitlets import Integer, Unicode
 
 from spawner import aws
 from spawner.config import EC2SpawnerConfig
-from spawner.identity import IdentityConflict, UserIdentity, UserNames
-from spawner.owner import (
-    TAG_HUB,
-    TAG_OWNER_ID,
-    TAG_USER,
-    Owner,
-    check_owner,
-    is_owned,
-    literal_filter_value,
-    tags_of,
-)
+from spawner.identity import IdentityConflict, UserNames
+from spawner.launcher import Launch, LaunchConfigError, Launcher
+from spawner.owner import TAG_HUB, Owner, check_owner
+from spawner.pool import HotPool
 from spawner.states import InstanceStates
 from spawner.stop_reasons import UNREACHABLE, InstanceEnded, why_not_running
 from spawner.timing import PhaseTimer
@@ -53,6 +46,9 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
     )
     failed_checks = Integer(0, help="Checks in a row in which the running server did not answer.")
 
+    # What launches and finds this server's instances (a subclass may bring a launcher of its own).
+    launcher_class: ClassVar[type[Launcher]] = Launcher
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_task: asyncio.Future | None = None
@@ -62,10 +58,7 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         self._halted_by_hub = ""
         # This server's claim on instances, known once the user's role is (spawner/owner.py).
         self._owner: Owner | None = None
-        if self.hot_pool:
-            from spawner.pool import HotPool
-
-            HotPool.of(self)  # the hub's first spawner starts filling the pool
+        self._launcher: Launcher | None = None
 
     # -- state --------------------------------------------------------------------------
 
@@ -94,11 +87,17 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
 
     # -- AWS helpers ------------------------------------------------------------------------
 
+    @property
+    def launcher(self) -> Launcher:
+        if self._launcher is None:
+            self._launcher = self.launcher_class(self.launch_settings())
+        return self._launcher
+
     def _client(self, service: str) -> Any:
         return aws.client(service, self.region, self.endpoint_url)
 
     async def _call(self, operation: str, **kwargs: Any) -> dict:
-        return await aws.call(self._client("ec2"), operation, **kwargs)
+        return await self.launcher.call(operation, **kwargs)
 
     async def _call_ssm(self, operation: str, **kwargs: Any) -> dict:
         return await aws.call(self._client("ssm"), operation, **kwargs)
@@ -107,25 +106,10 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
     def names(self) -> UserNames:
         return UserNames.of(self.user.name)
 
-    def _identity(self) -> UserIdentity:
-        if not (self.bucket and self.user_boundary_arn):
-            raise SpawnException(
-                "User servers need a data bucket and a permissions boundary; an administrator needs"
-                " to set c.EC2Spawner.bucket and c.EC2Spawner.user_boundary_arn.",
-                reason="config",
-            )
-        return UserIdentity(
-            self._client("iam"),
-            self._client("s3"),
-            boundary_arn=self.user_boundary_arn,
-            bucket=self.bucket,
-            region=self.region,
-        )
-
     async def _prepare_identity(self) -> Owner:
         """The user's role and profile, in sync with their hub groups as of this start."""
         try:
-            role = await aws.run(self._identity().ensure, self.user.name, self.group_names())
+            role = await self.launcher.ensure_identity(self.user.name, self.group_names())
         except IdentityConflict as e:
             raise SpawnException(
                 "Your account's AWS identity is held by another account. An administrator needs to"
@@ -136,109 +120,71 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             ) from e
         self._owner = self._owner_with(role.owner_id)
         if not role.created:
-            await self._adopt_unmarked_instances(self._owner)
+            for instance_id in await self.launcher.adopt_unmarked(self._owner):
+                self.log.info("%s: instance %s now carries the owner id", self._log_name, instance_id)
         return self._owner
-
-    async def _adopt_unmarked_instances(self, owner: Owner) -> None:
-        """Give this server's instances launched before owner ids existed (no `ec2hub:owner-id` tag)
-        the owner id, so that the user's next start finds the home on them.
-
-        Only while the role predates this start: roles die with their accounts, so an existing role
-        means the account these instances were launched for. A name that would be a filter pattern
-        is not looked up at all.
-        """
-        try:
-            user = literal_filter_value(self.user.name)
-        except ValueError:
-            return
-        filters = [
-            {"Name": f"tag:{TAG_HUB}", "Values": [owner.hub_id]},
-            {"Name": f"tag:{TAG_USER}", "Values": [user]},
-            {"Name": "instance-state-name", "Values": list(aws.LIVE_STATES)},
-        ]
-        response = await self._call("describe_instances", Filters=filters)
-        unmarked = {k: v for k, v in owner.tags().items() if k != TAG_OWNER_ID}
-        for instance in (i for r in response["Reservations"] for i in r["Instances"]):
-            if TAG_OWNER_ID in tags_of(instance) or not is_owned(instance, unmarked):
-                continue
-            volumes = [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m]
-            await self._call(
-                "create_tags",
-                Resources=[instance["InstanceId"], *volumes],
-                Tags=[{"Key": TAG_OWNER_ID, "Value": owner.owner_id}],
-            )
-            self.log.info("%s: instance %s now carries the owner id", self._log_name, instance["InstanceId"])
 
     def _owner_with(self, owner_id: str) -> Owner:
         return Owner(hub_id=self.hub_id, owner_id=owner_id, user=self.user.name, server=self.name)
 
     async def _known_owner(self) -> Owner | None:
         """This server's owner, asking IAM (without creating anything) when this spawner has not yet."""
-        if self._owner is None and self.bucket and self.user_boundary_arn:
-            owner_id = await aws.run(self._identity().owner_id, self.user.name)
+        if self._owner is None:
+            owner_id = await self.launcher.owner_id(self.user.name)
             if owner_id:
                 self._owner = self._owner_with(owner_id)
         return self._owner
 
     @property
-    def token_parameter(self) -> str:
-        return self.names.token_parameter(self.name)
+    def settings_parameter(self) -> str:
+        return self.names.settings_parameter(self.name)
 
-    async def _hand_over_token(self) -> None:
-        """The server's API token goes to SSM, readable by this user's role only: never in user-data."""
+    async def _hand_over_settings(self) -> None:
+        """What the server boots with, in one SSM SecureString readable by this user's role only:
+        the API token and the environment. User-data (readable by anyone who may describe
+        instances) and a pool claim's tag carry only the parameter's name."""
+        settings = {"token": self.api_token, "environment": self.instance_environment()}
         await self._call_ssm(
             "put_parameter",
-            Name=self.token_parameter,
-            Value=self.api_token,
+            Name=self.settings_parameter,
+            Value=json.dumps(settings),
             Type="SecureString",
             Overwrite=True,
-            Description="API token of an ec2hub user server (removed when the server stops)",
+            Description="API token and settings of an ec2hub user server (removed when it stops)",
+            # Over 4 KB (a long configured environment), SSM makes it an advanced parameter.
+            Tier="Intelligent-Tiering",
         )
+
+    def _hot_pool(self) -> HotPool | None:
+        """The hub's hot pool to claim from, when one is configured (the pool keeper fills it)."""
+        if not any(int(n) > 0 for n in self.hot_pool.values()):
+            return None
+        try:
+            return HotPool(self.launcher, self.profile_list(), self.hot_pool, self.server_port)
+        except ValueError as e:
+            self.log.error("No hot pool: %s", e)
+            return None
 
     async def _withdraw_token(self) -> None:
         try:
-            await self._call_ssm("delete_parameter", Name=self.token_parameter)
+            await self._call_ssm("delete_parameter", Name=self.settings_parameter)
         except ClientError as e:
             if aws.error_code(e) != "ParameterNotFound":
                 raise
 
-    def owner_tags(self, owner: Owner) -> list[dict[str, str]]:
-        """Every tag of this server's instance: the configured ones, its Name, and whose it is."""
-        name = f"ec2hub-{self.user.name}" + (f"-{self.name}" if self.name else "")
-        tags = {**self.extra_tags, "Name": name, **owner.tags()}
-        return [{"Key": k, "Value": str(v)} for k, v in tags.items()]
+    @property
+    def instance_name(self) -> str:
+        """The Name tag of this server's instance."""
+        return f"ec2hub-{self.user.name}" + (f"-{self.name}" if self.name else "")
 
     async def _describe(self, instance_id: str) -> dict | None:
-        try:
-            response = await self._call("describe_instances", InstanceIds=[instance_id])
-        except ClientError as e:
-            if aws.is_not_found(e):
-                return None
-            raise
-        for reservation in response["Reservations"]:
-            for instance in reservation["Instances"]:
-                return instance
-        return None
-
-    async def _owned_instances(self, owner: Owner, *, any_server: bool = False) -> list[dict]:
-        """The live instances of this account (of this server, unless `any_server`), newest first.
-
-        The filter narrows by hub-made values only; ownership is then compared exactly.
-        """
-        response = await self._call("describe_instances", Filters=owner.filters(aws.LIVE_STATES))
-        found = [i for r in response["Reservations"] for i in r["Instances"]]
-        expected = owner.tags()
-        if any_server:
-            expected = {k: expected[k] for k in (TAG_HUB, TAG_OWNER_ID, TAG_USER)}
-        found = [i for i in found if is_owned(i, expected)]
-        found.sort(key=lambda i: i["LaunchTime"], reverse=True)
-        return found
+        return await self.launcher.describe(instance_id)
 
     async def _find_owned(self, owner: Owner | None) -> dict | None:
         """The live instance tagged for this server, e.g. one an interrupted start launched."""
         if owner is None:
             return None
-        found = await self._owned_instances(owner)
+        found = await self.launcher.owned(owner)
         if len(found) > 1:
             self.log.warning("%d instances are tagged for %s: using the newest", len(found), self._log_name)
         return found[0] if found else None
@@ -287,134 +233,27 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         env = self.get_env()
         keep = set(self.environment)
         chosen = {k: v for k, v in env.items() if k.startswith("JUPYTERHUB_") or k in keep}
-        # The token travels through SSM: user-data is readable by anyone who may describe instances.
+        # The token travels beside the environment, not in it (see _hand_over_settings).
         chosen.pop("JUPYTERHUB_API_TOKEN", None)
-        chosen["EC2HUB_TOKEN_PARAMETER"] = self.token_parameter
         chosen["EC2HUB_BUCKET"] = self.bucket
         chosen["EC2HUB_USER_PREFIX"] = self.names.prefix
         chosen["EC2HUB_SERVER_PORT"] = str(self.server_port)
         chosen["EC2HUB_SINGLEUSER_COMMAND"] = shlex.join(self.cmd + self.get_args())
         return chosen
 
-    async def _root_device_name(self) -> str | None:
-        response = await self._call("describe_images", ImageIds=[self.image_id])
-        images = response.get("Images", [])
-        return images[0].get("RootDeviceName") if images else None
-
-    async def _launch(self, user_data: str, names: UserNames, owner: Owner) -> dict:
-        """RunInstances, with the user's profile, in the first subnet with capacity for the type."""
-        params = await self.instance_params(user_data, self.owner_tags(owner), self.instance_type)
-        params["IamInstanceProfile"] = {"Name": names.instance_profile}
-        params.update(self._market_options())
-        return await self.run_in_first_subnet_with_capacity(params)
-
-    async def instance_params(self, user_data: str, tags: list[dict], instance_type: str) -> dict[str, Any]:
-        """RunInstances parameters every instance of this hub has: image, network, IMDSv2, tags, disk."""
-        params: dict[str, Any] = {
-            "ImageId": self.image_id,
-            "InstanceType": instance_type,
-            "MinCount": 1,
-            "MaxCount": 1,
-            "SecurityGroupIds": list(self.security_group_ids),
-            "UserData": user_data,
-            "InstanceInitiatedShutdownBehavior": "stop",
-            "MetadataOptions": {
-                "HttpTokens": "required",
-                "HttpEndpoint": "enabled",
-                "HttpPutResponseHopLimit": 1,
-            },
-            "TagSpecifications": [
-                {"ResourceType": "instance", "Tags": tags},
-                {"ResourceType": "volume", "Tags": tags},
-            ],
-        }
-        root_device = await self._root_device_name()
-        if root_device:
-            params["BlockDeviceMappings"] = [
-                {
-                    "DeviceName": root_device,
-                    "Ebs": {
-                        "VolumeSize": self.volume_size,
-                        "VolumeType": "gp3",
-                        "Encrypted": True,
-                        "DeleteOnTermination": True,
-                    },
-                }
-            ]
-        return params
-
-    async def run_in_first_subnet_with_capacity(self, params: dict[str, Any]) -> dict:
-        if not self.subnet_ids:
-            raise SpawnException(
-                "No subnets are configured for user servers; an administrator needs to set"
-                " c.EC2Spawner.subnet_ids.",
-                reason="config",
-            )
-        last_error: ClientError | None = None
-        for subnet_id in self.subnet_ids:
-            try:
-                response = await self._run_instances(SubnetId=subnet_id, **params)
-            except ClientError as e:
-                if aws.error_code(e) != "InsufficientInstanceCapacity":
-                    raise
-                self.log.warning("No %s capacity in %s: %s", params["InstanceType"], subnet_id, e)
-                last_error = e
-                continue
-            return response["Instances"][0]
-        assert last_error is not None
-        raise last_error
-
-    def _market_options(self) -> dict[str, Any]:
-        if not self.use_spot:
-            return {}
-        # A persistent request that stops on interruption: the home survives a reclaim.
-        spot = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}
-        return {"InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot}}
-
-    async def _run_instances(self, **params: Any) -> dict:
-        """RunInstances, retried while a new instance profile is still propagating through IAM."""
-        # Same token on botocore's retries of this call: never two instances.
-        params["ClientToken"] = str(uuid.uuid4())
-        deadline = asyncio.get_running_loop().time() + self.profile_propagation_timeout
-        delay = 0.5
-        while True:
-            try:
-                return await self._call("run_instances", **params)
-            except ClientError as e:
-                propagating = aws.error_code(e) == "InvalidParameterValue" and "profile" in str(e).lower()
-                if not propagating or asyncio.get_running_loop().time() + delay > deadline:
-                    raise
-                self.log.info("Instance profile not usable yet, retrying in %.1fs: %s", delay, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 8)
-
-    async def _ensure_profile(self, instance: dict, names: UserNames, owner: Owner) -> None:
-        """An instance that lost (or never had) the user's profile gets it back before it starts."""
-        check_owner(instance, owner.tags())
-        profile = instance.get("IamInstanceProfile", {}).get("Arn", "")
-        if profile.endswith(f"/{names.instance_profile}"):
-            return
-        associations = await self._call(
-            "describe_iam_instance_profile_associations",
-            Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}],
+    async def _launch(self, user_data: str, owner: Owner) -> dict:
+        """A new instance for this server, with the user's profile, of the size chosen."""
+        request = Launch(
+            purpose="server",
+            instance_type=self.instance_type,
+            user_data=user_data,
+            name=self.instance_name,
+            owner=owner,
+            spot=self.use_spot,
         )
-        current = [a for a in associations["IamInstanceProfileAssociations"] if a["State"] == "associated"]
-        if current and current[0]["IamInstanceProfile"]["Arn"].endswith(f"/{names.instance_profile}"):
-            return
-        if current:
-            await self._call(
-                "replace_iam_instance_profile_association",
-                AssociationId=current[0]["AssociationId"],
-                IamInstanceProfile={"Name": names.instance_profile},
-            )
-        else:
-            await self._call(
-                "associate_iam_instance_profile",
-                InstanceId=instance["InstanceId"],
-                IamInstanceProfile={"Name": names.instance_profile},
-            )
+        return await self.launcher.launch(request)
 
-    async def _resume(self, instance: dict, user_data: str, names: UserNames, owner: Owner) -> dict:
+    async def _resume(self, instance: dict, user_data: str, owner: Owner) -> dict:
         """Start this server's existing instance again, with this start's user-data."""
         check_owner(instance, owner.tags())
         instance_id = instance["InstanceId"]
@@ -441,34 +280,20 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
                 InstanceId=instance_id,
                 InstanceType={"Value": self.instance_type},
             )
-        await self._ensure_profile(instance, names, owner)
+        await self.launcher.ensure_profile(instance, owner)
         await self._call("start_instances", InstanceIds=[instance_id])
         return instance
 
     async def _halt(self, instance_id: str, owner: Owner | None) -> bool:
-        """Stop or terminate this server's instance as `stop_behaviour` says; gone already is fine.
-
-        Only an instance whose owner tags are exactly this server's is touched. Returns whether
-        EC2 was asked (or found it stopping already): only then is there something to wait for.
-        """
-        current = await self._describe(instance_id)
-        if current is None or current["State"]["Name"] in ("shutting-down", "terminated"):
+        """Stop or terminate this server's instance as `stop_behaviour` says, if it is exactly this
+        server's; returns whether there is a stop to wait for."""
+        if owner is None:
+            self.log.error("%s: not halting %s, whose owner is unknown", self._log_name, instance_id)
             return False
-        if owner is None or not owner.owns(current):
-            self.log.error(
-                "%s: not halting instance %s, which is not this server's", self._log_name, instance_id
-            )
-            return False
-        operation = "terminate_instances" if self.stop_behaviour == "terminate" else "stop_instances"
         self._halted_by_hub = instance_id
-        try:
-            await self._call(operation, InstanceIds=[instance_id])
-        except ClientError as e:
-            if aws.is_not_found(e) or aws.error_code(e) == "IncorrectInstanceState":
-                self.log.info("Instance %s is already gone or stopping: %s", instance_id, e)
-                return not aws.is_not_found(e)
-            raise
-        return True
+        return await self.launcher.halt(
+            instance_id, owner.tags(), terminate=self.stop_behaviour == "terminate"
+        )
 
     # -- the Spawner API -------------------------------------------------------------------
 
@@ -481,8 +306,6 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             self._notify_progress()
 
     async def _start(self) -> str:
-        from spawner.pool import HotPool
-
         timing = PhaseTimer()
         if self.stop_reason:
             self._emit(0, f"Your server stopped last time: {self.stop_reason}")
@@ -490,24 +313,24 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         self._emit(0, "Preparing your AWS identity and data access")
         try:
             owner = await self._prepare_identity()
-            names = self.names
-            await self._hand_over_token()
+            await self._hand_over_settings()
             timing.mark("identity")
-            user_data = render_user_data(self.instance_environment())
+            user_data = render_user_data({"EC2HUB_SETTINGS_PARAMETER": self.settings_parameter})
             self._emit(5, "Looking for your instance")
             instance = await self._find_instance(owner)
-            pool = HotPool.of(self) if instance is None else None
-            claimed = await pool.claim(self, owner) if pool else None
+            pool = self._hot_pool() if instance is None and not self.use_spot else None
+            claimed = await pool.claim(self.size, owner, self.instance_name) if pool else None
             if claimed:
                 self.instance_id = claimed["InstanceId"]
                 self._emit(20, f"Taking over instance {self.instance_id}, booted ahead for you")
-                await pool.hand_over(self, claimed, owner)
+                await self.launcher.ensure_profile(claimed, owner)
+                await pool.signal(claimed, owner, self.settings_parameter)
                 instance = claimed
             elif instance is None:
                 self._emit(10, f"Launching a new {self.instance_type} instance")
-                instance = await self._launch(user_data, names, owner)
+                instance = await self._launch(user_data, owner)
             else:
-                instance = await self._resume(instance, user_data, names, owner)
+                instance = await self._resume(instance, user_data, owner)
             self.instance_id = instance["InstanceId"]
             timing.mark("aws")
             self._emit(30, f"Instance {self.instance_id} is pending")
@@ -587,6 +410,8 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
     def _spawn_error(self, error: Exception) -> Exception:
         if isinstance(error, SpawnException):
             return error
+        if isinstance(error, LaunchConfigError):
+            return SpawnException(str(error), reason="config")
         if isinstance(error, InstanceEnded):
             return SpawnException(
                 f"{why_not_running(error.instance)} Start again; if it happens again, tell an administrator.",
@@ -605,7 +430,7 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         if isinstance(error, ClientError | BotoCoreError):
             return SpawnException(
                 aws.user_message(error, instance_type=self.instance_type, region=self.region),
-                reason=aws.error_code(error) or "aws",
+                reason=aws.failure_reason(error),
                 log_message=f"{self._log_name}: AWS error: {error}",
                 status_code=503,
             )
@@ -719,19 +544,17 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         if owner is None:
             return
         deleting_user = not self.name
-        doomed = [i["InstanceId"] for i in await self._owned_instances(owner, any_server=deleting_user)]
+        doomed = [i["InstanceId"] for i in await self.launcher.owned(owner, any_server=deleting_user)]
         if deleting_user:
-            await aws.run(self._identity().remove, self.user.name)
+            # The role goes first: with it goes the owner id, so nothing left can match a new account.
+            moved = await self.launcher.remove_identity(self.user.name)
             self._owner = None
-        if doomed:
-            try:
-                await self._call("terminate_instances", InstanceIds=doomed)
-            except ClientError:
-                self.log.exception("%s: could not terminate %s", self._log_name, ", ".join(doomed))
-        if deleting_user:
-            moved = await aws.run(self._identity().move_data_aside, self.user.name)
             if moved:
                 self.log.info("%s: S3 data moved to %s", self._log_name, moved)
+        try:
+            await self.launcher.terminate(doomed)
+        except ClientError:
+            self.log.exception("%s: could not terminate %s", self._log_name, ", ".join(doomed))
 
     # -- progress ----------------------------------------------------------------------------
 
@@ -754,10 +577,7 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
             if self._start_task is None or self._start_task.done():
                 return
             try:
-                await asyncio.wait_for(changed.wait(), timeout=30)
+                await asyncio.wait_for(changed.wait(), timeout=self.patience_interval)
             except TimeoutError:
                 last = self._events[-1]["progress"] if self._events else 0
-                yield {
-                    "progress": last,
-                    "message": "Still waiting for AWS; a new instance can take a few minutes.",
-                }
+                yield {"progress": last, "message": self.patience_message}

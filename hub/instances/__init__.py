@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 from traitlets.config import Config, LazyConfigValue
 
-from hub.settings import REPO_ROOT, Settings, _port
-from spawner.profiles import DEFAULT_PROFILES
+from hub.settings import REPO_ROOT, Settings, SettingsError, _port
+from spawner.profiles import DEFAULT_PROFILES, validate_profiles
 
 SERVICE_NAME = "instances"
 ROLE_NAME = "ec2hub-instances"
@@ -47,21 +47,31 @@ def service_port(settings: Settings, env: Mapping[str, str]) -> int:
     return _port(env, "EC2HUB_INSTANCES_PORT", settings.hub_port + PORT_OFFSET_FROM_HUB)
 
 
+def configured_profiles(c: Config) -> list[dict]:
+    """The sizes as configured so far (`c.EC2Spawner.profiles`, or the defaults)."""
+    profiles = c.EC2Spawner.get("profiles", DEFAULT_PROFILES)
+    if isinstance(profiles, LazyConfigValue):  # e.g. `c.EC2Spawner.profiles.append(...)`
+        profiles = profiles.get_value([dict(p) for p in DEFAULT_PROFILES])
+    try:
+        validate_profiles(profiles)
+    except ValueError as e:
+        # At the hub's start, not at every spawn.
+        raise SettingsError(f"c.EC2Spawner.profiles: {e}") from None
+    return list(profiles)
+
+
 def service_environment(c: Config, settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
     """The service's environment: the hub's AWS credential chain and the few settings it reads.
 
     Only named settings are passed on, never every EC2HUB_* variable: those include the admin's,
     the LDAP search and the OAuth client passwords, which this process has no use for.
     """
-    profiles = c.EC2Spawner.get("profiles", DEFAULT_PROFILES)
-    if isinstance(profiles, LazyConfigValue):  # e.g. `c.EC2Spawner.profiles.append(...)`
-        profiles = profiles.get_value([dict(p) for p in DEFAULT_PROFILES])
     chosen = {name: env[name] for name in AWS_VARIABLES if env.get(name)}
     chosen.update(
         EC2HUB_HUB_ID=settings.hub_id,
         EC2HUB_AWS_REGION=settings.aws_region,
         EC2HUB_AWS_ENDPOINT_URL=settings.aws_endpoint_url,
-        EC2HUB_INSTANCES_PROFILES=json.dumps(list(profiles), default=sorted),
+        EC2HUB_INSTANCES_PROFILES=json.dumps(configured_profiles(c), default=sorted),
         EC2HUB_ORPHAN_GRACE=str(settings.orphan_grace),
         EC2HUB_ORPHAN_ACTION=settings.orphan_action,
         EC2HUB_RECONCILE_EVERY=str(settings.reconcile_every),

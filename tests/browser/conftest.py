@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from hub.settings import REPO_ROOT
+from tests.missing import missing
 
 # Without the background-networking flags Chromium keeps calling home, which this network refuses.
 CHROMIUM_ARGS = [
@@ -28,7 +29,7 @@ SCREENSHOTS = Path(os.environ.get("EC2HUB_SCREENSHOTS_DIR") or REPO_ROOT / "docs
 def chromium_path() -> str:
     path = os.environ.get("EC2HUB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
-        pytest.fail(
+        missing(
             f"Debian's chromium is not installed ({path}); `make test` installs it (apt-get install chromium)"
         )
     return path

@@ -75,17 +75,20 @@ def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_
     assert resumed["InstanceType"] == "m6i.4xlarge"
 
 
-def test_the_admin_stops_alices_instance_from_instances_and_alice_gets_403(stack, new_page):
+def test_the_admin_stops_beas_instance_from_instances_and_bea_gets_403(stack, new_page):
     ec2 = aws_client(stack, "ec2")
-    [instance] = instances_of(ec2, "alice")
-    assert instance["State"]["Name"] == "running", "alice's server is up from the previous test"
+    bea = approved_user(stack, "bea")
+    assert bea.api("POST", "/users/bea/server", json={"size": "large"}).status_code in (201, 202)
+    bea.wait_ready("bea")
+    [instance] = instances_of(ec2, "bea")
+    assert instance["State"]["Name"] == "running"
 
     admin = new_page()
     sign_in(admin, stack, stack.settings.admin_user, stack.settings.admin_password)
     admin.goto(f"{stack.settings.url}/hub/home")
     admin.click("#ec2hub-instances-link")
     row = admin.locator(f'tr[data-instance-id="{instance["InstanceId"]}"]')
-    expect(row.locator(".user")).to_have_text("alice")
+    expect(row.locator(".user")).to_have_text("bea")
     expect(row.locator(".size")).to_have_text("Large")
     expect(row.locator(".state")).to_have_text("running")
     expect(row.locator(".cost")).to_have_text(re.compile(r"^\$\d+\.\d{2}"))
@@ -99,15 +102,15 @@ def test_the_admin_stops_alices_instance_from_instances_and_alice_gets_403(stack
     admin.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Stop").click()
     expect(row.locator(".state")).to_have_text(re.compile("stopping|stopped"))
-    [stopped] = instances_of(ec2, "alice")
+    [stopped] = instances_of(ec2, "bea")
     assert stopped["State"]["Name"] in ("stopping", "stopped")
 
-    alice = new_page()
-    sign_in(alice, stack, "alice", USER_PASSWORD)
-    alice.wait_for_url(re.compile(r".*/(hub|user)/.*"))
-    expect(alice.locator("#ec2hub-instances-link")).to_have_count(0)
-    response = alice.goto(f"{stack.settings.url}/services/instances/")
+    user = new_page()
+    sign_in(user, stack, "bea", USER_PASSWORD)
+    user.wait_for_url(re.compile(r".*/(hub|user)/.*"))
+    expect(user.locator("#ec2hub-instances-link")).to_have_count(0)
+    response = user.goto(f"{stack.settings.url}/services/instances/")
     assert response.status == 403
-    expect(alice.locator("body")).to_contain_text(
+    expect(user.locator("body")).to_contain_text(
         "You do not have permission to access JupyterHub service instances"
     )

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import ldap3
-import pytest
 from ldap3.core.exceptions import LDAPException
 
 from tests.e2e.stack import free_port, wait_for
+from tests.missing import missing
 
 SLAPD = Path("/usr/sbin/slapd")
 SLAPADD = Path("/usr/sbin/slapadd")
@@ -33,11 +33,9 @@ STOP_TIMEOUT = 10.0
 
 
 def require_slapd() -> None:
-    """Skip, naming the fix, where Debian's slapd is not installed."""
+    """Fail (see tests/missing.py), naming the fix, where Debian's slapd is not installed."""
     if not (SLAPD.exists() and SLAPADD.exists() and (MODULE_DIR / "back_mdb.so").exists()):
-        pytest.skip(
-            "slapd is not installed: run `make system-packages-test` (Debian packages slapd, ldap-utils)"
-        )
+        missing("slapd is not installed: run `make system-packages-test` (Debian packages slapd, ldap-utils)")
 
 
 def die_with_parent() -> None:

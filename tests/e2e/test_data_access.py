@@ -133,14 +133,14 @@ def test_group_prefix_is_for_members_only(kernels):
 def test_no_token_in_user_data_nor_in_the_hub_log(stack, kernels):
     ec2, ssm = aws_client(stack, "ec2"), aws_client(stack, "ssm")
     [instance] = instances_of(ec2, "alice")
-    parameter = "/ec2hub/users/alice/servers/default/api-token"
-    token = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    parameter = "/ec2hub/users/alice/servers/default/settings"
+    token = json.loads(ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"])["token"]
     assert re.fullmatch(r"[0-9a-f]{32}", token)
     attribute = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
     user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
-    assert f"EC2HUB_TOKEN_PARAMETER={parameter}" in user_data
+    assert f"EC2HUB_SETTINGS_PARAMETER={parameter}" in user_data
     assert token not in user_data
-    assert "TOKEN=" not in user_data.replace("EC2HUB_TOKEN_PARAMETER=", "")
+    assert "TOKEN" not in user_data
     log = (stack.settings.state_dir / "stack.log").read_text()
     assert token not in log
     console = ec2.get_console_output(InstanceId=instance["InstanceId"])["Output"]

@@ -55,29 +55,39 @@ def start_small(client, user: str) -> None:
     client.wait_ready(user)
 
 
-def test_a_start_takes_over_a_pool_instance_that_held_nothing_before(stack, ec2):
+@pytest.fixture(scope="module")
+def alices_claim(stack, ec2) -> dict:
+    """alice's first start, which takes over the pool's instance; what that instance was before."""
     alice = approved_user(stack, "alice")
-    alice.session.get(f"{stack.settings.url}/hub/home")  # the hub's first spawner starts the pool
     pooled = waiting_pool_instance(ec2, stack)
     home = stack.settings.state_dir / "localcloud" / "instances" / pooled["InstanceId"] / "home"
-    assert "IamInstanceProfile" not in pooled, "no role, so no data, before a claim"
-    assert not (home / "s3").exists() and not (home / "shared").exists()
-    assert (
-        ec2.describe_tags(
+    before = {
+        "profile": "IamInstanceProfile" in pooled,
+        "mounts": (home / "s3").exists() or (home / "shared").exists(),
+        "user_tags": ec2.describe_tags(
             Filters=[
                 {"Name": "resource-id", "Values": [pooled["InstanceId"]]},
                 {"Name": "key", "Values": ["ec2hub:user"]},
             ]
-        )["Tags"]
-        == []
-    )
-
+        )["Tags"],
+    }
     start_small(alice, "alice")
+    return {"client": alice, "pooled": pooled, "before": before}
+
+
+def test_a_start_takes_over_a_pool_instance_that_held_nothing_before(stack, ec2, alices_claim):
+    before = alices_claim["before"]
+    assert not before["profile"], "no role, so no data, before a claim"
+    assert not before["mounts"] and before["user_tags"] == []
+
+    alice = alices_claim["client"]
     [instance] = instances_of(ec2, "alice")
-    assert instance["InstanceId"] == pooled["InstanceId"]
+    assert instance["InstanceId"] == alices_claim["pooled"]["InstanceId"]
     assert instance["IamInstanceProfile"]["Arn"].endswith("alice")
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
     assert "ec2hub:pool" not in tags and tags["ec2hub:user"] == "alice"
+    if not alice.server("alice"):
+        start_small(alice, "alice")  # another test stopped her server
     kernel = Kernel(stack.settings.url, "alice", alice.token("alice"))
     result = kernel.run(
         "import json, os; print(json.dumps({'user': os.environ['JUPYTERHUB_USER'],"
@@ -90,7 +100,7 @@ def test_a_start_takes_over_a_pool_instance_that_held_nothing_before(stack, ec2)
     assert seen["user"] == "alice" and seen["mounted"] and "alice" in seen["prefix"]
 
 
-def test_the_pool_refills_and_never_hands_an_instance_to_a_second_user(stack, ec2):
+def test_the_pool_refills_and_never_hands_an_instance_to_a_second_user(stack, ec2, alices_claim):
     [alices] = instances_of(ec2, "alice")
     refill = waiting_pool_instance(ec2, stack, other_than={alices["InstanceId"]})
     bob = approved_user(stack, "bob")
@@ -101,10 +111,11 @@ def test_the_pool_refills_and_never_hands_an_instance_to_a_second_user(stack, ec
     assert {t["Key"]: t["Value"] for t in alices_now["Tags"]}["ec2hub:user"] == "alice"
 
 
-def test_a_user_with_an_instance_resumes_it_rather_than_take_from_the_pool(stack, ec2):
-    alice = approved_user(stack, "alice")
+def test_a_user_with_an_instance_resumes_it_rather_than_take_from_the_pool(stack, ec2, alices_claim):
+    alice = alices_claim["client"]
     [before] = instances_of(ec2, "alice")
-    alice.stop("alice")
+    if alice.server("alice"):
+        alice.stop("alice")
     pooled = waiting_pool_instance(ec2, stack, other_than={before["InstanceId"]})
     start_small(alice, "alice")
     [after] = instances_of(ec2, "alice")

@@ -7,26 +7,15 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.stack import approved_user, wait_for
-from tests.faults.harness import (
-    Person,
-    Switches,
-    audit,
-    check_nothing_leaked,
-    fault_stack_env,
-)
+from tests.faults.harness import Person, Switches, audit, check_nothing_leaked, running_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    log = (state / "stack.log").open("w")
-    stack = Stack(fault_stack_env(state, subnet_base=160), output=log)
-    stack.start()
-    yield stack
-    stack.stop()
-    log.close()
+    with running_stack(tmp_path_factory, subnet_base=160) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from localcloud.up import Stack
 from tests.e2e.kernel import Kernel
 from tests.e2e.stack import approved_user, wait_for
-from tests.faults.harness import Person, check_nothing_leaked, fault_stack_env
+from tests.faults.harness import Person, check_nothing_leaked, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,20 +22,13 @@ CHECK_EVERY = 4
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    log = (state / "stack.log").open("w")
-    env = fault_stack_env(
-        state,
-        subnet_base=168,
-        EC2HUB_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
-        EC2HUB_IDLE_CHECK_EVERY=str(CHECK_EVERY),
-        EC2HUB_ACTIVITY_INTERVAL="3",
-    )
-    stack = Stack(env, output=log)
-    stack.start()
-    yield stack
-    stack.stop()
-    log.close()
+    settings = {
+        "EC2HUB_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
+        "EC2HUB_IDLE_CHECK_EVERY": str(CHECK_EVERY),
+        "EC2HUB_ACTIVITY_INTERVAL": "3",
+    }
+    with running_stack(tmp_path_factory, subnet_base=168, **settings) as stack:
+        yield stack
 
 
 def last_activity(someone: Person) -> datetime:
@@ -59,9 +51,10 @@ def test_the_idle_server_is_stopped_and_the_busy_one_kept(stack):
 
     with ThreadPoolExecutor(2) as pool:
         idle, busy = pool.map(running, ["nia", "oli"])
-    kernel = Kernel(stack.settings.url, "oli", busy.token, timeout=150)
-    # A cell that runs silently for longer than the idle timeout (and a culler pass) lasts.
-    cell = threading.Thread(target=run_until_shut_down, args=(kernel, "import time; time.sleep(90)"))
+    kernel = Kernel(stack.settings.url, "oli", busy.token, timeout=600)
+    # A cell that runs silently until the test shuts its kernel down.
+    silent = "import time\nwhile True:\n    time.sleep(1)"
+    cell = threading.Thread(target=run_until_shut_down, args=(kernel, silent))
     began = datetime.now(UTC)
     cell.start()
 

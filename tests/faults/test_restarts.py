@@ -8,21 +8,16 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.stack import admin_client, approved_user, wait_for
-from tests.faults.harness import LEDGER, Person, Switches, audit, check_nothing_leaked, fault_stack_env
+from tests.faults.harness import LEDGER, Person, Switches, audit, check_nothing_leaked, running_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    log = (state / "stack.log").open("w")
     # A grace period long enough to see the orphan flagged on the page before it is stopped.
-    stack = Stack(fault_stack_env(state, subnet_base=164, EC2HUB_ORPHAN_GRACE="12"), output=log)
-    stack.start()
-    yield stack
-    stack.stop()
-    log.close()
+    with running_stack(tmp_path_factory, subnet_base=164, EC2HUB_ORPHAN_GRACE="12") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +34,6 @@ def running_with_a_home(stack: Stack, name: str) -> Person:
 
 def launches(stack: Stack) -> int:
     return sum(1 for e in audit(stack) if e["action"] == "RunInstances" and e["status"] == 200)
-
-
-def restart_hub(stack: Stack) -> None:
-    stack.stop_hub()
-    stack.start_hub()
-    LEDGER["faults tried"] += 1
 
 
 def test_a_hub_restart_keeps_running_servers_and_a_cut_short_start_leaves_one_stopped_instance(

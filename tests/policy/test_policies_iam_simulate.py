@@ -139,11 +139,11 @@ OBJECTS = {
 
 TOKENS = {
     "alice reads her token": (
-        user_request(ALICE, "ssm:GetParameter", ssm_parameter(ALICE.token_parameter(""))),
+        user_request(ALICE, "ssm:GetParameter", ssm_parameter(ALICE.settings_parameter(""))),
         ALLOWED,
     ),
     "alice reads bob's token": (
-        user_request(ALICE, "ssm:GetParameter", ssm_parameter(BOB.token_parameter(""))),
+        user_request(ALICE, "ssm:GetParameter", ssm_parameter(BOB.settings_parameter(""))),
         DENIED,
     ),
 }
@@ -216,7 +216,7 @@ CLAIMS = {
             INSTANCE_ARN,
             **{
                 "ec2:ResourceTag/ec2hub:hub": HUB_ID,
-                "aws:TagKeys": ["ec2hub:user", "ec2hub:server", "ec2hub:owner-id", "Name"],
+                "aws:TagKeys": ["ec2hub:user", "ec2hub:server", "ec2hub:owner-id", "ec2hub:purpose", "Name"],
             },
         ),
         ALLOWED,

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from hub.settings import REPO_ROOT
+from tests.missing import missing
 
 TERRAFORM_DIR = REPO_ROOT / "terraform"
 POLICY_DIR = REPO_ROOT / "hub" / "policies"
@@ -40,7 +39,7 @@ def _registry_reachable() -> bool:
 def cli_config(directory: Path) -> Path:
     """Write a Terraform CLI config that installs hashicorp/* providers from the filesystem mirror
     (EC2HUB_TF_PLUGIN_MIRROR, default /opt/tf-plugins), or from the registry when there is no mirror
-    but there is a network; skip the test when there is neither."""
+    but there is a network; fail the test (see tests/missing.py) when there is neither."""
     mirror = Path(os.environ.get("EC2HUB_TF_PLUGIN_MIRROR", DEFAULT_PLUGIN_MIRROR))
     path = directory / "terraformrc"
     if (mirror / AWS_PROVIDER).is_dir():
@@ -49,7 +48,7 @@ def cli_config(directory: Path) -> Path:
     elif _registry_reachable():
         path.write_text("# no mirror: providers from the registry\n")
     else:
-        pytest.skip(
+        missing(
             f"no hashicorp/aws provider in the filesystem mirror {mirror} (set EC2HUB_TF_PLUGIN_MIRROR)"
             " and no network to registry.terraform.io: cannot install the provider"
         )

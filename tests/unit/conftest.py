@@ -6,12 +6,14 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from jupyterhub.objects import Hub
 from moto import mock_aws
 
 from hub.policies import render_policy
 from localcloud import motofixes
 from spawner import EC2Spawner, aws
+from spawner.launcher import Launcher
 from spawner.states import InstanceStates
 
 # The same moto as the local cloud's: AWS's behaviour where moto differs.
@@ -59,6 +61,18 @@ def account(monkeypatch):
         )
         aws.client.cache_clear()
         InstanceStates._shared.clear()
+
+
+def spawner_failing(operation: str, code: str) -> type[EC2Spawner]:
+    """An EC2Spawner whose launcher gets the error `code` from EC2 at every `operation` call."""
+
+    class FailingLauncher(Launcher):
+        async def call(self, name, **kwargs):
+            if name == operation:
+                raise ClientError({"Error": {"Code": code, "Message": f"{code} (test)"}}, operation)
+            return await super().call(name, **kwargs)
+
+    return type(f"Failing{code}", (EC2Spawner,), {"launcher_class": FailingLauncher})
 
 
 def make_spawner(account, cls=EC2Spawner, user="alice", **config) -> EC2Spawner:

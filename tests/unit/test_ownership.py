@@ -5,24 +5,17 @@ from __future__ import annotations
 import base64
 
 import pytest
-from botocore.exceptions import ClientError
 from jupyterhub.spawner import SpawnException
 
-from spawner import EC2Spawner
 from spawner.owner import NotOwned, Owner, check_owner, literal_filter_value
-from tests.unit.conftest import make_spawner
+from tests.unit.conftest import make_spawner, spawner_failing
 
 # Each one matches "alice" as an EC2 tag filter value ("*" and "?" are wildcards there).
 PATTERN_NAMES = ["alic?", "a*", "*"]
 
 
-class NoCapacity(EC2Spawner):
-    """A start that fails after the identity and token are in place: AWS has no capacity."""
-
-    async def _run_instances(self, **params):
-        raise ClientError(
-            {"Error": {"Code": "InsufficientInstanceCapacity", "Message": "none"}}, "RunInstances"
-        )
+# A start that fails after the identity and token are in place: AWS has no capacity.
+NoCapacity = spawner_failing("run_instances", "InsufficientInstanceCapacity")
 
 
 def alices_instance(account, instance_id: str) -> dict:
@@ -84,13 +77,8 @@ async def stopped_instance_of(account, user: str) -> str:
     return spawner.instance_id
 
 
-class TerminateLost(EC2Spawner):
-    """EC2 fails the terminate call of a deletion."""
-
-    async def _call(self, operation, **kwargs):
-        if operation == "terminate_instances":
-            raise ClientError({"Error": {"Code": "InternalError", "Message": "lost"}}, "TerminateInstances")
-        return await super()._call(operation, **kwargs)
+# EC2 fails the terminate call of a deletion.
+TerminateLost = spawner_failing("terminate_instances", "InternalError")
 
 
 async def test_a_user_deleted_and_created_again_finds_no_instance_of_the_old_account(account):
@@ -134,7 +122,7 @@ def test_ownership_is_compared_tag_by_tag_exactly():
 async def test_an_instance_from_before_owner_ids_is_adopted_by_its_existing_account(account):
     old = await stopped_instance_of(account, "alice")
     # As launched before owner ids: no ec2hub:owner-id tag.
-    account.ec2.delete_tags(Resources=[old], Tags=[{"Key": "ec2hub:owner-id"}])
+    account.ec2.delete_tags(Resources=[old], Tags=[{"Key": "ec2hub:owner-id"}, {"Key": "ec2hub:purpose"}])
     again = make_spawner(account, user="alice")
     await again.start()
     assert again.instance_id == old, "the home on the old disk is found again"

@@ -13,6 +13,7 @@ from spawner.profiles import (
     parse_form,
     render_form,
     validate_choice,
+    validate_profiles,
 )
 
 PROFILES = [Profile.from_config(p) for p in DEFAULT_PROFILES]
@@ -74,3 +75,36 @@ def test_the_form_shows_prices_and_only_open_sizes():
     assert "1 × NVIDIA A10G GPU" in with_gpu
     assert render_form(PROFILES, [], current="large").count("checked") == 1
     assert 'value="large" checked' in render_form(PROFILES, [], current="large")
+
+
+def test_a_typo_in_the_sizes_is_refused_with_what_is_wrong():
+    from traitlets import TraitError
+
+    from spawner import EC2Spawner
+
+    typo = [{**DEFAULT_PROFILES[0], "instance_typ": "t3.large"}]
+    with pytest.raises(ValueError, match="unknown keys \\['instance_typ'\\]"):
+        validate_profiles(typo)
+    with pytest.raises(ValueError, match="share a slug"):
+        validate_profiles([DEFAULT_PROFILES[0], DEFAULT_PROFILES[0]])
+    with pytest.raises(TraitError, match="c.EC2Spawner.profiles: size 'small': unknown keys"):
+        EC2Spawner(profiles=typo)
+
+
+def test_the_hub_refuses_to_start_with_a_typo_in_the_sizes(tmp_path):
+    from traitlets.config import Config
+
+    from hub.instances import configured_profiles
+    from hub.settings import SettingsError
+
+    c = Config()
+    c.EC2Spawner.profiles = [{"slug": "small", "display_name": "Small"}]
+    with pytest.raises(SettingsError, match="missing keys"):
+        configured_profiles(c)
+
+
+def test_the_form_escapes_what_it_shows():
+    hostile = Profile.from_config({**DEFAULT_PROFILES[0], "description": "<script>alert(1)</script>"})
+    form = render_form([hostile], [], stop_reason="<img src=x onerror=alert(1)>")
+    assert "<script>" not in form and "&lt;script&gt;" in form
+    assert "<img" not in form and "Your server stopped: &lt;img" in form

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 import pytest
 from botocore.exceptions import ClientError
 from jupyterhub.spawner import SpawnException
 
 from spawner import EC2Spawner
-from tests.unit.conftest import make_spawner
+from spawner.launcher import Launcher
+from tests.unit.conftest import make_spawner, spawner_failing
 
 
 def the_instance(account, instance_id: str) -> dict:
@@ -40,9 +42,15 @@ async def test_start_launches_a_tagged_imdsv2_instance_and_returns_its_address(a
     assert tags["Name"] == "ec2hub-alice"
     script = user_data_of(account, spawner.instance_id)
     assert script.startswith("#!/bin/sh\n")
-    assert "export JUPYTERHUB_USER=alice" in script
+    assert "export EC2HUB_SETTINGS_PARAMETER=/ec2hub/users/alice/servers/default/settings" in script
     assert script.rstrip().endswith("exec ec2hub-bootstrap")
-    assert "AWS_SECRET_ACCESS_KEY" not in script and "PATH=" not in script
+    assert "JUPYTERHUB" not in script, "user-data names the settings, it does not carry them"
+    settings = json.loads(
+        account.ssm.get_parameter(Name=spawner.settings_parameter, WithDecryption=True)["Parameter"]["Value"]
+    )
+    assert settings["token"] == spawner.api_token
+    assert settings["environment"]["JUPYTERHUB_USER"] == "alice"
+    assert "AWS_SECRET_ACCESS_KEY" not in settings["environment"] and "PATH" not in settings["environment"]
 
 
 async def test_state_round_trips_and_clears(account, spawner):
@@ -86,19 +94,17 @@ async def test_stop_keeps_the_instance_and_the_next_start_resumes_it(account, sp
     assert spawner.instance_id == first_id
     assert the_instance(account, first_id)["State"]["Name"] == "running"
     assert "a" * 32 not in first_script and "b" * 32 not in user_data_of(account, first_id)
-    parameter = account.ssm.get_parameter(Name=spawner.token_parameter, WithDecryption=True)
-    assert parameter["Parameter"]["Value"] == "b" * 32, "the new start's token reaches the instance"
+    parameter = account.ssm.get_parameter(Name=spawner.settings_parameter, WithDecryption=True)
+    assert json.loads(parameter["Parameter"]["Value"])["token"] == "b" * 32, "the new start's token"
     assert parameter["Parameter"]["Type"] == "SecureString"
 
 
-async def test_the_token_parameter_exists_only_while_the_server_runs(account, spawner):
+async def test_the_settings_parameter_exists_only_while_the_server_runs(account, spawner):
     await spawner.start()
-    assert "export EC2HUB_TOKEN_PARAMETER=/ec2hub/users/alice/servers/default/api-token" in user_data_of(
-        account, spawner.instance_id
-    )
+    assert account.ssm.get_parameter(Name=spawner.settings_parameter)["Parameter"]["Type"] == "SecureString"
     await spawner.stop()
     with pytest.raises(ClientError, match="ParameterNotFound"):
-        account.ssm.get_parameter(Name=spawner.token_parameter)
+        account.ssm.get_parameter(Name=spawner.settings_parameter)
 
 
 async def test_the_instance_carries_the_users_own_profile(account, spawner):
@@ -139,9 +145,12 @@ async def test_stop_with_terminate_behaviour_removes_the_instance(account):
 
 
 async def test_stop_of_nothing_and_of_a_vanished_instance_succeeds(account, spawner):
-    await spawner.stop()
+    await spawner.stop()  # never started: nothing to do, and no error
+    assert account.ec2.describe_instances()["Reservations"] == []
     spawner.instance_id = "i-0123456789abcdef0"
-    await spawner.stop()
+    await spawner.stop()  # EC2 does not know it: stopped enough
+    assert await spawner.poll() == 0
+    assert account.ec2.describe_instances()["Reservations"] == [], "a stop creates nothing"
 
 
 async def test_progress_rises_to_running(account, spawner):
@@ -153,40 +162,41 @@ async def test_progress_rises_to_running(account, spawner):
     assert "running" in events[-1]["message"]
 
 
-class NoCapacityIn(EC2Spawner):
+class NoCapacityLauncher(Launcher):
     """EC2 answers InsufficientInstanceCapacity for launches in the listed subnets."""
 
     full_subnets: tuple[str, ...] = ()
 
-    async def _call(self, operation, **kwargs):
+    async def call(self, operation, **kwargs):
         if operation == "run_instances" and kwargs.get("SubnetId") in self.full_subnets:
             raise aws_error("InsufficientInstanceCapacity", "RunInstances")
-        return await super()._call(operation, **kwargs)
+        return await super().call(operation, **kwargs)
+
+
+class NoCapacityIn(EC2Spawner):
+    launcher_class = NoCapacityLauncher
 
 
 async def test_capacity_error_tries_the_next_availability_zone(account):
     spawner = make_spawner(account, cls=NoCapacityIn)
-    spawner.full_subnets = (account.subnets[0],)
+    spawner.launcher.full_subnets = (account.subnets[0],)
     await spawner.start()
     assert the_instance(account, spawner.instance_id)["SubnetId"] == account.subnets[1]
 
 
 async def test_no_capacity_anywhere_is_explained_to_the_user(account):
     spawner = make_spawner(account, cls=NoCapacityIn, instance_type="p3.2xlarge")
-    spawner.full_subnets = tuple(account.subnets)
+    spawner.launcher.full_subnets = tuple(account.subnets)
     with pytest.raises(SpawnException) as failure:
         await spawner.start()
     message = failure.value.message
     assert "no p3.2xlarge capacity" in message
     assert "pick another size" in message
+    assert failure.value.reason == "capacity"
     assert account.ec2.describe_instances()["Reservations"] == []
 
 
-class Unauthorized(EC2Spawner):
-    async def _call(self, operation, **kwargs):
-        if operation == "run_instances":
-            raise aws_error("UnauthorizedOperation", "RunInstances")
-        return await super()._call(operation, **kwargs)
+Unauthorized = spawner_failing("run_instances", "UnauthorizedOperation")
 
 
 async def test_aws_refusal_becomes_a_message_a_user_can_act_on(account):
@@ -196,6 +206,14 @@ async def test_aws_refusal_becomes_a_message_a_user_can_act_on(account):
     assert "administrator" in failure.value.message
     assert "IAM policy" in failure.value.message
     assert "UnauthorizedOperation" not in failure.value.message
+    assert failure.value.reason == "unauthorized"
+
+
+async def test_the_failure_reason_is_from_a_fixed_set_whatever_aws_answers(account):
+    spawner = make_spawner(account, cls=spawner_failing("run_instances", "SomeNewErrorCode.Of2027"))
+    with pytest.raises(SpawnException) as failure:
+        await spawner.start()
+    assert failure.value.reason == "aws", "an unknown AWS code is no new metrics label"
 
 
 class NeverRunning(EC2Spawner):
@@ -268,18 +286,22 @@ async def test_an_instance_terminated_outside_the_hub_is_explained(account, spaw
     assert "S3 folder" in spawner.stop_reason
 
 
-class EndsWhileBooting(EC2Spawner):
+class BootFailsLauncher(Launcher):
     """EC2 cannot boot the instance: it goes from pending back to stopped with an internal error."""
 
-    async def _call(self, operation, **kwargs):
-        response = await super()._call(operation, **kwargs)
+    async def call(self, operation, **kwargs):
+        response = await super().call(operation, **kwargs)
         if operation == "run_instances":
             instance_id = response["Instances"][0]["InstanceId"]
-            await super()._call("stop_instances", InstanceIds=[instance_id])
+            await super().call("stop_instances", InstanceIds=[instance_id])
             set_state_reason(
                 instance_id, "Server.InternalError", "Server.InternalError: Internal error on launch"
             )
         return response
+
+
+class EndsWhileBooting(EC2Spawner):
+    launcher_class = BootFailsLauncher
 
 
 async def test_a_boot_that_ends_is_a_clear_failure_shown_by_the_hubs_pages(account):
