@@ -51,14 +51,20 @@ def configure(c: Config, settings: Settings) -> None:
     c.EC2Spawner.image_id = settings.ami_id
     c.EC2Spawner.subnet_ids = list(settings.subnet_ids)
     c.EC2Spawner.security_group_ids = list(settings.security_group_ids)
-    c.EC2Spawner.instance_type = settings.instance_type
     c.EC2Spawner.hub_id = settings.hub_id
-    c.EC2Spawner.stop_behaviour = settings.stop_behaviour
     c.EC2Spawner.bucket = settings.bucket
     c.EC2Spawner.user_boundary_arn = settings.user_boundary_arn
-    c.EC2Spawner.start_timeout = int(settings.start_timeout)
-    c.EC2Spawner.http_timeout = int(settings.http_timeout)
-    c.EC2Spawner.poll_interval = settings.poll_interval
+    # Only what the environment sets: EC2Spawner's own defaults hold the rest.
+    chosen = {
+        "instance_type": settings.instance_type,
+        "stop_behaviour": settings.stop_behaviour,
+        "start_timeout": None if settings.start_timeout is None else int(settings.start_timeout),
+        "http_timeout": None if settings.http_timeout is None else int(settings.http_timeout),
+        "poll_interval": settings.poll_interval,
+    }
+    for option, value in chosen.items():
+        if value is not None:
+            c.EC2Spawner[option] = value
     if settings.hot_pool:
         c.EC2Spawner.hot_pool = settings.hot_pool
     c.EC2Spawner.environment = {

@@ -38,7 +38,7 @@ def configure_pool_service(c: Config, settings: Settings, env: Mapping[str, str]
     """Start the pool keeper as the managed service `hot-pool` when `EC2HUB_HOT_POOL` asks for a pool."""
     if not any(n > 0 for n in settings.hot_pool.values()):
         return
-    env = os.environ if env is None else env
+    env = settings.env if env is None else env
     spawner = c.EC2Spawner
     # c.EC2Spawner as configure() set it from the settings: the same launches as the spawner's.
     launch = LaunchSettings.from_options(spawner)

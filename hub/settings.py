@@ -26,11 +26,13 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
 
 
-def _split(value: str) -> tuple[str, ...]:
+def parse_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting: its non-empty items."""
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
+def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
+    """The port number in `env[name]` (SettingsError when it is none), or `default` when unset."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -43,7 +45,7 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float | None) -> float | None:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -54,6 +56,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise SettingsError(f"{name}={raw!r}: seconds cannot be negative")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: dict[str, str]) -> str | None:
+    """One of `choices` (value -> what it means, for the message), or None when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if raw not in choices:
+        options = " or ".join(f"{value!r} ({meaning})" for value, meaning in choices.items())
+        raise SettingsError(f"{name}={raw!r}: use {options}")
+    return raw
+
+
+# What stopping does to an instance: EC2HUB_STOP_BEHAVIOUR and EC2HUB_ORPHAN_ACTION take these.
+HALT_CHOICES = {"stop": "keep the disk", "terminate": "delete the disk"}
 
 
 def _username_pattern(env: Mapping[str, str]) -> str:
@@ -67,7 +84,7 @@ def _username_pattern(env: Mapping[str, str]) -> str:
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     networks = []
-    for value in _split(env.get(name, "")):
+    for value in parse_list(env.get(name, "")):
         try:
             networks.append(str(ipaddress.ip_network(value, strict=False)))
         except ValueError:
@@ -125,12 +142,14 @@ class Settings:
     security_group_ids: tuple[str, ...] = ()
     bucket: str = ""
     user_boundary_arn: str = ""
-    instance_type: str = "t3.medium"
-    stop_behaviour: str = "stop"
+    # EC2Spawner options, None where the environment does not set them: the spawner's own defaults
+    # (spawner/config.py) apply, written down there once.
+    instance_type: str | None = None
+    stop_behaviour: str | None = None
     # Lifecycle timing (seconds): EC2 start, Jupyter answering, the hub's checks of running servers.
-    start_timeout: float = 600
-    http_timeout: float = 300
-    poll_interval: float = 30
+    start_timeout: float | None = None
+    http_timeout: float | None = None
+    poll_interval: float | None = None
     # Orphans: instances no hub server owns are stopped (or terminated) after this grace period.
     orphan_grace: float = 3600
     orphan_action: str = "stop"
@@ -143,6 +162,14 @@ class Settings:
     proxy_command: tuple[str, ...] = field(default_factory=tuple)
     # Instances kept booted ahead of demand, per size slug (EC2HUB_HOT_POOL="medium=2,small=1").
     hot_pool: dict[str, int] = field(default_factory=dict)
+    # The environment these settings were read from, for the parts that read variables of their own
+    # (EC2HUB_LDAP_*, EC2HUB_OAUTH_*, the services' ports): the one reader of os.environ is from_env.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def default(cls, name: str):
+        """The default of the setting `name` (one place for each default)."""
+        return cls.__dataclass_fields__[name].default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,54 +184,46 @@ class Settings:
                 f"EC2HUB_ADMIN_PASSWORD must be at least {ADMIN_PASSWORD_MIN_LENGTH} characters"
                 " (unset it to have one generated)"
             )
-        stop_behaviour = env.get("EC2HUB_STOP_BEHAVIOUR", "stop")
-        if stop_behaviour not in ("stop", "terminate"):
-            raise SettingsError(
-                f"EC2HUB_STOP_BEHAVIOUR={stop_behaviour!r}: use 'stop' (keep the disk) or 'terminate'"
-            )
-        orphan_action = env.get("EC2HUB_ORPHAN_ACTION", "stop")
-        if orphan_action not in ("stop", "terminate"):
-            raise SettingsError(
-                f"EC2HUB_ORPHAN_ACTION={orphan_action!r}: use 'stop' (keep the disk) or 'terminate'"
-            )
+        d = cls.default
         local_proxy = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
-        proxy_command = _split(env.get("EC2HUB_PROXY_COMMAND", "")) or (
+        proxy_command = parse_list(env.get("EC2HUB_PROXY_COMMAND", "")) or (
             (str(local_proxy),) if local_proxy.exists() else ("configurable-http-proxy",)
         )
         return cls(
             state_dir=state_dir,
-            port=_port(env, "EC2HUB_PORT", 8000),
-            bind_ip=env.get("EC2HUB_BIND_IP", "127.0.0.1"),
-            hub_port=_port(env, "EC2HUB_HUB_PORT", 8081),
-            proxy_api_port=_port(env, "EC2HUB_PROXY_API_PORT", 8001),
+            port=parse_port(env, "EC2HUB_PORT", d("port")),
+            bind_ip=env.get("EC2HUB_BIND_IP", d("bind_ip")),
+            hub_port=parse_port(env, "EC2HUB_HUB_PORT", d("hub_port")),
+            proxy_api_port=parse_port(env, "EC2HUB_PROXY_API_PORT", d("proxy_api_port")),
             hub_connect_url=env.get("EC2HUB_HUB_CONNECT_URL", ""),
-            admin_user=env.get("EC2HUB_ADMIN_USER", "").strip() or "admin",
+            admin_user=env.get("EC2HUB_ADMIN_USER", "").strip() or d("admin_user"),
             admin_user_configured=bool(env.get("EC2HUB_ADMIN_USER", "").strip()),
             admin_password=admin_password,
-            auth=env.get("EC2HUB_AUTH", "signup"),
+            auth=env.get("EC2HUB_AUTH", d("auth")),
             username_pattern=_username_pattern(env),
             trusted_proxies=_networks(env, "EC2HUB_TRUSTED_PROXIES"),
-            hub_id=env.get("EC2HUB_HUB_ID", "ec2hub"),
-            aws_region=env.get("EC2HUB_AWS_REGION", "us-east-1"),
+            hub_id=env.get("EC2HUB_HUB_ID", d("hub_id")),
+            aws_region=env.get("EC2HUB_AWS_REGION", d("aws_region")),
             aws_endpoint_url=env.get("EC2HUB_AWS_ENDPOINT_URL", ""),
             ami_id=env.get("EC2HUB_AMI_ID", ""),
-            subnet_ids=_split(env.get("EC2HUB_SUBNET_IDS", "")),
-            security_group_ids=_split(env.get("EC2HUB_SECURITY_GROUP_IDS", "")),
+            subnet_ids=parse_list(env.get("EC2HUB_SUBNET_IDS", "")),
+            security_group_ids=parse_list(env.get("EC2HUB_SECURITY_GROUP_IDS", "")),
             bucket=env.get("EC2HUB_BUCKET", ""),
             user_boundary_arn=env.get("EC2HUB_USER_BOUNDARY_ARN", ""),
-            instance_type=env.get("EC2HUB_INSTANCE_TYPE", "t3.medium"),
-            stop_behaviour=stop_behaviour,
-            start_timeout=_seconds(env, "EC2HUB_START_TIMEOUT", 600),
-            http_timeout=_seconds(env, "EC2HUB_HTTP_TIMEOUT", 300),
-            poll_interval=_seconds(env, "EC2HUB_POLL_INTERVAL", 30),
-            orphan_grace=_seconds(env, "EC2HUB_ORPHAN_GRACE", 3600),
-            orphan_action=orphan_action,
-            reconcile_every=_seconds(env, "EC2HUB_RECONCILE_EVERY", 300),
-            idle_timeout=_seconds(env, "EC2HUB_IDLE_TIMEOUT", 3600),
-            idle_check_every=_seconds(env, "EC2HUB_IDLE_CHECK_EVERY", 300),
-            activity_interval=_seconds(env, "EC2HUB_ACTIVITY_INTERVAL", 300),
+            instance_type=env.get("EC2HUB_INSTANCE_TYPE") or None,
+            stop_behaviour=_choice(env, "EC2HUB_STOP_BEHAVIOUR", HALT_CHOICES),
+            start_timeout=_seconds(env, "EC2HUB_START_TIMEOUT", None),
+            http_timeout=_seconds(env, "EC2HUB_HTTP_TIMEOUT", None),
+            poll_interval=_seconds(env, "EC2HUB_POLL_INTERVAL", None),
+            orphan_grace=_seconds(env, "EC2HUB_ORPHAN_GRACE", d("orphan_grace")),
+            orphan_action=_choice(env, "EC2HUB_ORPHAN_ACTION", HALT_CHOICES) or d("orphan_action"),
+            reconcile_every=_seconds(env, "EC2HUB_RECONCILE_EVERY", d("reconcile_every")),
+            idle_timeout=_seconds(env, "EC2HUB_IDLE_TIMEOUT", d("idle_timeout")),
+            idle_check_every=_seconds(env, "EC2HUB_IDLE_CHECK_EVERY", d("idle_check_every")),
+            activity_interval=_seconds(env, "EC2HUB_ACTIVITY_INTERVAL", d("activity_interval")),
             proxy_command=proxy_command,
             hot_pool=_hot_pool(env.get("EC2HUB_HOT_POOL", "")),
+            env=dict(env),
         )
 
     @property
@@ -214,7 +233,7 @@ class Settings:
 
 def _hot_pool(value: str) -> dict[str, int]:
     pool = {}
-    for entry in _split(value):
+    for entry in parse_list(value):
         slug, _, count = entry.partition("=")
         if not (slug and count.isdigit()):
             raise SettingsError(f"EC2HUB_HOT_POOL: {entry!r} is not SIZE=COUNT (e.g. medium=2)")

@@ -29,7 +29,6 @@ Everyone who can sign in to the directory may use the hub; the groups decide wha
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -247,8 +246,9 @@ def _directory_address(url: str, tls: str) -> tuple[str, int]:
 
 
 def configure(c: Config, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-    """Configure DirectoryAuthenticator from the EC2HUB_LDAP_* variables of `env` (default: os.environ)."""
-    env = os.environ if env is None else env
+    """Configure DirectoryAuthenticator from the EC2HUB_LDAP_* variables of `env` (default: the
+    environment the settings were read from)."""
+    env = settings.env if env is None else env
 
     def get(name: str, default: str = "") -> str:
         return env.get(name, "").strip() or default

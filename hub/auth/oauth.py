@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from traitlets import Unicode
 from traitlets.config import Config
 
 from hub.auth.names import UsernameRule
-from hub.settings import Settings, SettingsError, _split
+from hub.settings import Settings, SettingsError, parse_list
 
 DISCOVERY_TIMEOUT = 10.0
 DEFAULT_SCOPES = ("openid", "profile")
@@ -186,8 +185,8 @@ class OAuthSettings:
             username_claim=get("EC2HUB_OAUTH_USERNAME_CLAIM", "preferred_username"),
             groups_claim=get("EC2HUB_OAUTH_GROUPS_CLAIM", "groups"),
             scopes=scopes,
-            allowed_groups=_split(get("EC2HUB_OAUTH_ALLOWED_GROUPS")),
-            allowed_users=_split(get("EC2HUB_OAUTH_ALLOWED_USERS")),
+            allowed_groups=parse_list(get("EC2HUB_OAUTH_ALLOWED_GROUPS")),
+            allowed_users=parse_list(get("EC2HUB_OAUTH_ALLOWED_USERS")),
             admin_group=get("EC2HUB_ADMIN_GROUP"),
             login_service=get("EC2HUB_OAUTH_LOGIN_SERVICE", "OpenID Connect"),
             **endpoints,
@@ -224,8 +223,8 @@ def read_discovery(issuer: str, timeout: float = DISCOVERY_TIMEOUT) -> dict:
 
 def configure(c: Config, settings: Settings, env: Mapping[str, str] | None = None) -> None:
     """Configure OpenIDConnectAuthenticator from the EC2HUB_OAUTH_* variables of `env` (default:
-    os.environ)."""
-    oauth = OAuthSettings.from_env(os.environ if env is None else env, settings)
+    the environment the settings were read from)."""
+    oauth = OAuthSettings.from_env(settings.env if env is None else env, settings)
 
     a = c.OpenIDConnectAuthenticator
     c.JupyterHub.authenticator_class = OpenIDConnectAuthenticator

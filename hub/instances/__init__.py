@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping
 
 from traitlets.config import Config, LazyConfigValue
 
-from hub.settings import REPO_ROOT, Settings, SettingsError, _port
+from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
 from spawner.profiles import DEFAULT_PROFILES, validate_profiles
 
 SERVICE_NAME = "instances"
@@ -44,7 +43,7 @@ PORT_OFFSET_FROM_HUB = 101
 
 def service_port(settings: Settings, env: Mapping[str, str]) -> int:
     """EC2HUB_INSTANCES_PORT, or the hub's API port + 101 (8182 for the default hub port)."""
-    return _port(env, "EC2HUB_INSTANCES_PORT", settings.hub_port + PORT_OFFSET_FROM_HUB)
+    return parse_port(env, "EC2HUB_INSTANCES_PORT", settings.hub_port + PORT_OFFSET_FROM_HUB)
 
 
 def configured_profiles(c: Config) -> list[dict]:
@@ -81,7 +80,7 @@ def service_environment(c: Config, settings: Settings, env: Mapping[str, str]) -
 
 def configure_instances_service(c: Config, settings: Settings, env: Mapping[str, str] | None = None) -> None:
     """Run the Instances page as the managed service `instances`, at /services/instances/, for admins only."""
-    env = os.environ if env is None else env
+    env = settings.env if env is None else env
     port = service_port(settings, env)
     c.JupyterHub.services.append(
         {

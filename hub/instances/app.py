@@ -32,6 +32,7 @@ from hub.instances.inventory import (
     servers_for,
     tags_of,
 )
+from hub.settings import Settings
 from spawner import aws
 from spawner.owner import TAG_HUB, TAG_USER
 from spawner.profiles import DEFAULT_PROFILES, Profile
@@ -76,9 +77,9 @@ class ServiceSettings:
     prefix: str
     hub_prefix: str
     # The orphan reconciler (hub/reconciler.py): grace in seconds, stop or terminate, how often.
-    orphan_grace: float = 3600
-    orphan_action: str = "stop"
-    reconcile_every: float = 300
+    orphan_grace: float = Settings.default("orphan_grace")
+    orphan_action: str = Settings.default("orphan_action")
+    reconcile_every: float = Settings.default("reconcile_every")
     page_size: int = PAGE_SIZE
 
     @classmethod
@@ -93,9 +94,10 @@ class ServiceSettings:
             profiles=tuple(Profile.from_config(p) for p in profiles),
             prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/instances/"),
             hub_prefix=url_path_join(env.get("JUPYTERHUB_BASE_URL", "/"), "hub/"),
-            orphan_grace=float(env.get("EC2HUB_ORPHAN_GRACE") or 3600),
-            orphan_action=env.get("EC2HUB_ORPHAN_ACTION") or "stop",
-            reconcile_every=float(env.get("EC2HUB_RECONCILE_EVERY") or 300),
+            # The hub passes its settings (hub/instances/__init__.py); run alone, their defaults.
+            orphan_grace=float(env.get("EC2HUB_ORPHAN_GRACE") or Settings.default("orphan_grace")),
+            orphan_action=env.get("EC2HUB_ORPHAN_ACTION") or Settings.default("orphan_action"),
+            reconcile_every=float(env.get("EC2HUB_RECONCILE_EVERY") or Settings.default("reconcile_every")),
         )
 
 

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from localcloud.up import Stack
 from tests.browser.conftest import screenshot
-from tests.e2e.stack import stack_env
+from tests.e2e.stack import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +18,8 @@ PASSWORD = "a long and private passphrase"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=246))
-    stack.start()
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory, subnet_base=246) as stack:
+        yield stack
 
 
 def sign_up(page, stack: Stack, user: str, password: str) -> None:

@@ -9,20 +9,25 @@ from playwright.sync_api import expect
 
 from localcloud.up import Stack
 from tests.browser.conftest import screenshot
-from tests.e2e.stack import USER_PASSWORD, admin_client, approved_user, aws_client, instances_of, stack_env
+from tests.e2e.stack import (
+    USER_PASSWORD,
+    admin_client,
+    approved_user,
+    aws_client,
+    instances_of,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=234))
-    stack.start()
-    approved_user(stack, "alice")
-    admin = admin_client(stack)
-    assert admin.api("POST", "/groups/gpu-users", json={"users": []}).status_code == 201
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory, subnet_base=234) as stack:
+        approved_user(stack, "alice")
+        admin = admin_client(stack)
+        assert admin.api("POST", "/groups/gpu-users", json={"users": []}).status_code == 201
+        yield stack
 
 
 def sign_in(page, stack: Stack, user: str, password: str) -> None:

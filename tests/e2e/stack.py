@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
 import re
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,6 +39,21 @@ def stack_env(state_dir: Path, subnet_base: int) -> dict[str, str]:
         EC2HUB_LOCAL_SUBNETS=f"127.0.{subnet_base}.0/24,127.0.{subnet_base + 1}.0/24",
     )
     return env
+
+
+@contextlib.contextmanager
+def running_stack(tmp_path_factory, subnet_base: int, **settings: str) -> Iterator[Stack]:
+    """A stack of its own for one test module (ports, state, subnets; `settings` on top), its
+    output in `stack.log` of its state folder; stopped at the end whatever happened."""
+    state = tmp_path_factory.mktemp("state")
+    env = {**stack_env(state, subnet_base), **settings}
+    with (state / "stack.log").open("w") as log:
+        stack = Stack(env, output=log)
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
 
 
 def wait_for(check, timeout: float, what: str):

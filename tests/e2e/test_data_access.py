@@ -15,9 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from localcloud.up import Stack
 from tests.e2e.kernel import Kernel
-from tests.e2e.stack import admin_client, approved_user, aws_client, instances_of, stack_env
+from tests.e2e.stack import admin_client, approved_user, aws_client, instances_of, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +46,8 @@ def probe(kernel: Kernel, checks: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    log = (state / "stack.log").open("w")
-    stack = Stack(stack_env(state, subnet_base=222), output=log)
-    stack.start()
-    yield stack
-    stack.stop()
-    log.close()
+    with running_stack(tmp_path_factory, subnet_base=222) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

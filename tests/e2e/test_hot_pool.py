@@ -9,7 +9,7 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.kernel import Kernel
-from tests.e2e.stack import approved_user, aws_client, instances_of, stack_env, wait_for
+from tests.e2e.stack import approved_user, aws_client, instances_of, running_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -18,12 +18,8 @@ SIZE = "small"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    env = stack_env(tmp_path_factory.mktemp("state"), subnet_base=202)
-    env["EC2HUB_HOT_POOL"] = f"{SIZE}=1"
-    stack = Stack(env)
-    stack.start()
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory, subnet_base=202, EC2HUB_HOT_POOL=f"{SIZE}=1") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

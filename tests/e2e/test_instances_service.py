@@ -6,14 +6,13 @@ from html.parser import HTMLParser
 
 import pytest
 
-from localcloud.up import Stack
 from tests.e2e.stack import (
     HubClient,
     admin_client,
     approved_user,
     aws_client,
     instances_of,
-    stack_env,
+    running_stack,
     wait_for,
 )
 
@@ -60,10 +59,8 @@ class InstancesTable(HTMLParser):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=226))
-    stack.start()
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory, subnet_base=226) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

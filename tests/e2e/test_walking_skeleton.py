@@ -19,7 +19,7 @@ from tests.e2e.stack import (
     aws_client,
     instances_of,
     processes_under,
-    stack_env,
+    running_stack,
 )
 
 pytestmark = pytest.mark.e2e
@@ -35,10 +35,8 @@ HUB_MUTATIONS = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = Stack(stack_env(tmp_path_factory.mktemp("state"), subnet_base=210))
-    stack.start()
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory, subnet_base=210) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

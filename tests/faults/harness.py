@@ -10,41 +10,33 @@ from dataclasses import dataclass, field
 import requests
 
 from localcloud.up import Stack
-from tests.e2e.stack import HubClient, admin_client, aws_client, free_port, stack_env, wait_for
+from tests.e2e.stack import HubClient, admin_client, aws_client, free_port, running_stack, wait_for
 
 # What the whole run tried and found; printed at the end of the session (see conftest.py).
 LEDGER = {"faults tried": 0, "instances leaked": 0, "homes lost": 0}
 BILLED = ("pending", "running")
 
 
-def fault_stack_env(state_dir, subnet_base: int, **settings: str) -> dict[str, str]:
-    """A stack of its own with the fault switches on and the hub's timings shortened for tests."""
-    env = stack_env(state_dir, subnet_base)
-    env.update(
-        EC2HUB_FAULTS_PORT=str(free_port()),
+def fault_settings(**settings: str) -> dict[str, str]:
+    """The fault switches on and the hub's timings shortened for tests (`settings` on top)."""
+    return {
+        "EC2HUB_FAULTS_PORT": str(free_port()),
         # Room for botocore's backoff (up to ~30 s over six tries) and a boot.
-        EC2HUB_START_TIMEOUT="60",
-        EC2HUB_HTTP_TIMEOUT="60",
-        EC2HUB_POLL_INTERVAL="2",
-        EC2HUB_ORPHAN_GRACE="4",
-        EC2HUB_RECONCILE_EVERY="2",
-        EC2HUB_IDLE_TIMEOUT="0",
-    )
-    env.update(settings)
-    return env
+        "EC2HUB_START_TIMEOUT": "60",
+        "EC2HUB_HTTP_TIMEOUT": "60",
+        "EC2HUB_POLL_INTERVAL": "2",
+        "EC2HUB_ORPHAN_GRACE": "4",
+        "EC2HUB_RECONCILE_EVERY": "2",
+        "EC2HUB_IDLE_TIMEOUT": "0",
+        **settings,
+    }
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path_factory, subnet_base: int, **settings: str):
-    """A fault stack of its own for a test module, its output in `stack.log` of its state folder."""
-    state = tmp_path_factory.mktemp("state")
-    with (state / "stack.log").open("w") as log:
-        stack = Stack(fault_stack_env(state, subnet_base, **settings), output=log)
-        stack.start()
-        try:
-            yield stack
-        finally:
-            stack.stop()
+def running_fault_stack(tmp_path_factory, subnet_base: int, **settings: str):
+    """A stack of its own with the fault switches on, for one test module."""
+    with running_stack(tmp_path_factory, subnet_base, **fault_settings(**settings)) as stack:
+        yield stack
 
 
 class Switches:

@@ -7,14 +7,14 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.stack import approved_user, wait_for
-from tests.faults.harness import Person, Switches, audit, check_nothing_leaked, running_stack
+from tests.faults.harness import Person, Switches, audit, check_nothing_leaked, running_fault_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory, subnet_base=160) as stack:
+    with running_fault_stack(tmp_path_factory, subnet_base=160) as stack:
         yield stack
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.kernel import Kernel
 from tests.e2e.stack import approved_user, wait_for
-from tests.faults.harness import Person, check_nothing_leaked, running_stack
+from tests.faults.harness import Person, check_nothing_leaked, running_fault_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def stack(tmp_path_factory):
         "EC2HUB_IDLE_CHECK_EVERY": str(CHECK_EVERY),
         "EC2HUB_ACTIVITY_INTERVAL": "3",
     }
-    with running_stack(tmp_path_factory, subnet_base=168, **settings) as stack:
+    with running_fault_stack(tmp_path_factory, subnet_base=168, **settings) as stack:
         yield stack
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.stack import admin_client, approved_user, aws_client, wait_for
-from tests.faults.harness import Person, Switches, running_stack
+from tests.faults.harness import Person, Switches, running_fault_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,9 @@ RELAXED_RULE = r"^[a-z0-9*?][a-z0-9._@+*?-]{0,63}$"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory, subnet_base=250, EC2HUB_USERNAME_PATTERN=RELAXED_RULE) as stack:
+    with running_fault_stack(
+        tmp_path_factory, subnet_base=250, EC2HUB_USERNAME_PATTERN=RELAXED_RULE
+    ) as stack:
         yield stack
 
 

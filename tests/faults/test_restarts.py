@@ -8,7 +8,7 @@ import pytest
 
 from localcloud.up import Stack
 from tests.e2e.stack import admin_client, approved_user, wait_for
-from tests.faults.harness import LEDGER, Person, Switches, audit, check_nothing_leaked, running_stack
+from tests.faults.harness import LEDGER, Person, Switches, audit, check_nothing_leaked, running_fault_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     # A grace period long enough to see the orphan flagged on the page before it is stopped.
-    with running_stack(tmp_path_factory, subnet_base=164, EC2HUB_ORPHAN_GRACE="12") as stack:
+    with running_fault_stack(tmp_path_factory, subnet_base=164, EC2HUB_ORPHAN_GRACE="30") as stack:
         yield stack
 
 
@@ -80,12 +80,18 @@ def test_orphans_are_flagged_then_stopped_and_a_lost_database_reattaches_them(st
     stack.start_hub()
     LEDGER["faults tried"] += 1
 
-    page = admin_client(stack).session.get(f"{stack.settings.url}/services/instances/", timeout=30)
-    assert page.status_code == 200, page.text
-    assert instance_id in page.text
-    assert "the hub has no user &#39;mia&#39;" in page.text or "the hub has no user 'mia'" in page.text
-    assert "orphan since" in page.text and "stops at" in page.text, "the reconciler's plan is shown"
-    wait_for(lambda: mia.the_instance()["State"]["Name"] == "stopped", 60, "the orphan to be stopped")
+    admin = admin_client(stack)
+
+    def flagged():
+        page = admin.session.get(f"{stack.settings.url}/services/instances/", timeout=30)
+        assert page.status_code == 200, page.text
+        return page.text if "orphan since" in page.text else None
+
+    # The reconciler checks every 2 s; the grace (30 s) leaves the page ample time to show its plan.
+    page = wait_for(flagged, 20, "the orphan to be flagged on the Instances page")
+    assert instance_id in page and "stops at" in page, "the reconciler's plan is shown"
+    assert "the hub has no user &#39;mia&#39;" in page or "the hub has no user 'mia'" in page
+    wait_for(lambda: mia.the_instance()["State"]["Name"] == "stopped", 90, "the orphan to be stopped")
     check_nothing_leaked(stack)
 
     # mia comes back (signs up again): her start finds her instance by its tags, home and all.

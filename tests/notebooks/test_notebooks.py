@@ -20,8 +20,7 @@ import nbformat
 import pytest
 import requests
 
-from localcloud.up import Stack
-from tests.e2e.stack import approved_user, aws_client, stack_env
+from tests.e2e.stack import approved_user, aws_client, running_stack
 from tests.notebooks.runner import ServerNotebooks, images, inject_parameters, line_starting, stdout
 
 pytestmark = pytest.mark.e2e
@@ -38,13 +37,8 @@ STATIONS = "station,lat,lon\nBack Bay,42.347,-71.075\nSouth Station,42.352,-71.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    log = (state / "stack.log").open("w")
-    stack = Stack(stack_env(state, subnet_base=150), output=log)
-    stack.start()
-    yield stack
-    stack.stop()
-    log.close()
+    with running_stack(tmp_path_factory, subnet_base=150) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

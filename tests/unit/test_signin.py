@@ -131,15 +131,13 @@ def test_sign_up_has_its_admin_account_by_name():
 
 
 @pytest.mark.parametrize("method, env", [("ldap", LDAP_ENV), ("oauth", OAUTH_ENV)])
-def test_with_a_provider_nobody_is_admin_by_name_unless_the_operator_names_them(monkeypatch, method, env):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+def test_with_a_provider_nobody_is_admin_by_name_unless_the_operator_names_them(method, env):
     c = Config()
-    configure_authentication(c, settings(EC2HUB_AUTH=method))
+    configure_authentication(c, settings(EC2HUB_AUTH=method, **env))
     assert "admin_users" not in c.Authenticator, "a provider account called admin is not an admin"
 
     c = Config()
-    configure_authentication(c, settings(EC2HUB_AUTH=method, EC2HUB_ADMIN_USER="ops-lead"))
+    configure_authentication(c, settings(EC2HUB_AUTH=method, EC2HUB_ADMIN_USER="ops-lead", **env))
     assert c.Authenticator.admin_users == {"ops-lead"}
 
 
