@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,8 @@ import escapism
 from botocore.exceptions import ClientError
 
 from spawner.owner import TAG_USER
+
+log = logging.getLogger("ec2hub.identity")
 
 USER_ROLE_PATH = "/ec2hub/users/"
 PARAMETER_ROOT = "/ec2hub/users"
@@ -24,6 +27,8 @@ READ_WRITE = (
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
+# The mark of a deletion under way on a user's role (its value: when it began).
+TAG_DELETING = "ec2hub:deleting"
 # Where the S3 data of deleted accounts goes: no user role reaches it.
 DELETED_ROOT = "deleted"
 ROLE_POLICY_NAME = "ec2hub-user-access"
@@ -187,12 +192,14 @@ class UserIdentity:
         """Make the user's role, policy and profile exist and match the user's groups now.
 
         Returns the role's unique id (the owner id of everything launched for this account) and
-        whether the role was created now. A role
-        that exists must be this user's (its `ec2hub:user` tag is exactly the name); a role created
-        now starts a new account, so whatever a former account of the same name left in the S3
-        prefix (a deletion that did not finish) is moved aside first.
+        whether the role was created now. A role that exists must be this user's (its `ec2hub:user`
+        tag is exactly the name). A role still marked by a deletion that did not finish belongs to
+        the former account of this name: that deletion is finished first (its data moved aside, the
+        role removed), and a new account starts with a new role.
         """
         names = UserNames.of(username)
+        if self._finish_interrupted_removal(username):
+            log.warning("Finished the interrupted deletion of a former account named %r", username)
         try:
             role = self.iam.create_role(
                 RoleName=names.role,
@@ -209,8 +216,6 @@ class UserIdentity:
             role = self.iam.get_role(RoleName=names.role)["Role"]
             created = False
         self._check_role_is_users(role, username)
-        if created:
-            self.move_data_aside(username)
         policy = user_policy(
             names, groups, bucket=self.bucket, region=self.region, account_id=account_of(self.boundary_arn)
         )
@@ -246,6 +251,27 @@ class UserIdentity:
                 f"role {role.get('RoleName')} (path {role.get('Path')}, user tag {tags.get(TAG_USER)!r})"
                 f" is not {username!r}'s"
             )
+
+    def mark_for_removal(self, username: str) -> None:
+        """The first step of deleting an account: its role is marked, so that a deletion cut short
+        is finished before the name is used again (see `ensure`)."""
+        if self.owner_id(username) is None:
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.iam.tag_role(RoleName=UserNames.of(username).role, Tags=[{"Key": TAG_DELETING, "Value": stamp}])
+
+    def _finish_interrupted_removal(self, username: str) -> bool:
+        try:
+            role = self.iam.get_role(RoleName=UserNames.of(username).role)["Role"]
+        except ClientError as e:
+            if _code(e) == "NoSuchEntity":
+                return False
+            raise
+        if not any(t["Key"] == TAG_DELETING for t in role.get("Tags", [])):
+            return False
+        self.move_data_aside(username)
+        self.remove(username)
+        return True
 
     def owner_id(self, username: str) -> str | None:
         """The unique id of the user's role, or None when the user has none (or it is someone else's)."""

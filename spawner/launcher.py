@@ -123,11 +123,17 @@ class Launcher:
             return None
         return await aws.run(self.identity().owner_id, username)
 
+    async def mark_for_removal(self, username: str) -> None:
+        """The account is being deleted: marked first, so that an interruption is finished later."""
+        await aws.run(self.identity().mark_for_removal, username)
+
     async def remove_identity(self, username: str) -> str | None:
-        """The account is deleted: its role and profile go, its S3 data moves aside (returns where)."""
+        """The account is deleted: its S3 data moves aside (returns where), then its role and
+        profile go, and with the role the owner id: nothing left can match a new account's."""
         identity = self.identity()
+        moved = await aws.run(identity.move_data_aside, username)
         await aws.run(identity.remove, username)
-        return await aws.run(identity.move_data_aside, username)
+        return moved
 
     # -- launching ----------------------------------------------------------------------------
 

@@ -546,15 +546,16 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         deleting_user = not self.name
         doomed = [i["InstanceId"] for i in await self.launcher.owned(owner, any_server=deleting_user)]
         if deleting_user:
-            # The role goes first: with it goes the owner id, so nothing left can match a new account.
-            moved = await self.launcher.remove_identity(self.user.name)
-            self._owner = None
-            if moved:
-                self.log.info("%s: S3 data moved to %s", self._log_name, moved)
+            await self.launcher.mark_for_removal(self.user.name)
         try:
             await self.launcher.terminate(doomed)
         except ClientError:
             self.log.exception("%s: could not terminate %s", self._log_name, ", ".join(doomed))
+        if deleting_user:
+            moved = await self.launcher.remove_identity(self.user.name)
+            self._owner = None
+            if moved:
+                self.log.info("%s: S3 data moved to %s", self._log_name, moved)
 
     # -- progress ----------------------------------------------------------------------------
 

@@ -144,12 +144,19 @@ def test_a_name_deleted_and_created_again_is_a_new_owner_with_an_empty_prefix(ac
     assert kept["Body"].read() == b"old account"
 
 
-def test_a_new_role_moves_aside_what_an_unfinished_deletion_left(account, identity):
-    # The role went but the data move did not happen (the hub stopped in between).
-    identity.ensure("carol", [])
+def test_a_deletion_cut_short_is_finished_before_the_name_starts_again(account, identity):
+    first = identity.ensure("carol", []).owner_id
     account.s3.put_object(Bucket="unit-data", Key="users/carol/a/b.parquet", Body=b"x")
-    identity.remove("carol")
-    identity.ensure("carol", [])
+    identity.mark_for_removal("carol")  # ... and the hub stopped there
+    again = identity.ensure("carol", [])
+    assert again.created and again.owner_id != first, "a new account, with a new owner id"
     assert "Contents" not in account.s3.list_objects_v2(Bucket="unit-data", Prefix="users/carol/")
     aside = account.s3.list_objects_v2(Bucket="unit-data", Prefix="deleted/carol/")["Contents"]
     assert [o["Key"].split("/", 3)[3] for o in aside] == ["a/b.parquet"]
+
+
+def test_data_put_in_a_new_users_folder_before_their_first_start_stays(account, identity):
+    account.s3.put_object(Bucket="unit-data", Key="users/dan/course/data.csv", Body=b"1,2")
+    assert identity.ensure("dan", []).created
+    kept = account.s3.get_object(Bucket="unit-data", Key="users/dan/course/data.csv")
+    assert kept["Body"].read() == b"1,2"
