@@ -22,6 +22,12 @@ def alice(stack):
     return approved_user(stack, "alice")
 
 
+@pytest.fixture(scope="module")
+def nico(stack):
+    """A user whose every start is forged: no test starts a server of nico's."""
+    return approved_user(stack, "nico")
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -47,26 +53,26 @@ def alice(stack):
         "forged-image",
     ],
 )
-def test_forged_rest_user_options_get_400_and_launch_nothing(stack, alice, options):
-    response = alice.api("POST", "/users/alice/server", json=options)
+def test_forged_rest_user_options_get_400_and_launch_nothing(stack, nico, options):
+    response = nico.api("POST", "/users/nico/server", json=options)
     assert response.status_code == 400, response.text
     assert ALLOWED in response.json()["message"]
-    assert instances_of(aws_client(stack, "ec2"), "alice") == []
-    assert alice.server("alice") is None
+    assert instances_of(aws_client(stack, "ec2"), "nico") == []
+    assert nico.server("nico") is None
 
 
-def test_forged_form_gets_400_with_the_form_and_launches_nothing(stack, alice):
-    alice.session.get(f"{stack.settings.url}/hub/spawn", timeout=30)
-    response = alice.session.post(
-        f"{stack.settings.url}/hub/spawn/alice",
-        data={"size": "gpu", "_xsrf": alice.session.cookies["_xsrf"]},
+def test_forged_form_gets_400_with_the_form_and_launches_nothing(stack, nico):
+    nico.session.get(f"{stack.settings.url}/hub/spawn", timeout=30)
+    response = nico.session.post(
+        f"{stack.settings.url}/hub/spawn/nico",
+        data={"size": "gpu", "_xsrf": nico.session.cookies["_xsrf"]},
         allow_redirects=False,
         timeout=30,
     )
     assert response.status_code == 400
     assert "not open to you" in response.text and ALLOWED in response.text
     assert 'name="size" value="medium"' in response.text, "the form is shown again"
-    assert instances_of(aws_client(stack, "ec2"), "alice") == []
+    assert instances_of(aws_client(stack, "ec2"), "nico") == []
 
 
 def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size(stack, alice):
