@@ -2,8 +2,9 @@
 
 With a name rule an operator relaxed to admit EC2 filter patterns (`alic?`, `a*`, `*` each match
 "alice" as a tag filter value), such users start, fail, stop and are deleted while alice works,
-and her instance keeps its state, profile, user-data and home. A user deleted and signed up again
-starts empty: no instance, no S3 data of the old account, which an admin still finds aside.
+and her instance keeps its state, profile, user-data and home; whether a stop keeps the instance
+or terminates it. A user deleted and signed up again starts empty: no instance, no S3 data of the
+old account, which an admin still finds aside.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ PATTERN_NAMES = ["alic?", "a*", "*"]
 RELAXED_RULE = r"^[a-z0-9*?][a-z0-9._@+*?-]{0,63}$"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with running_fault_stack(
-        tmp_path_factory, subnet_base=250, EC2HUB_USERNAME_PATTERN=RELAXED_RULE
-    ) as stack:
+# What a stop does to an instance (EC2HUB_STOP_BEHAVIOUR), and the stack's subnets for each.
+STOP_BEHAVIOURS = {"stop": 250, "terminate": 254}
+
+
+@pytest.fixture(scope="module", params=sorted(STOP_BEHAVIOURS))
+def stack(request, tmp_path_factory):
+    settings = {"EC2HUB_USERNAME_PATTERN": RELAXED_RULE, "EC2HUB_STOP_BEHAVIOUR": request.param}
+    with running_fault_stack(tmp_path_factory, STOP_BEHAVIOURS[request.param], **settings) as stack:
         yield stack
 
 
