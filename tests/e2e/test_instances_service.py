@@ -84,12 +84,16 @@ def alice_instance(alice, ec2) -> dict:
 
 @pytest.fixture(scope="module")
 def ghost_instance(stack, ec2) -> dict:
+    return ghost(stack, ec2, "ghost")
+
+
+def ghost(stack, ec2, name: str) -> dict:
     """An instance tagged for this hub, for a user the hub never had: what a lost database leaves."""
     tags = {
         "ec2hub:hub": stack.outputs["hub_id"],
-        "ec2hub:user": "ghost",
+        "ec2hub:user": name,
         "ec2hub:server": "/",
-        "Name": "ghost",
+        "Name": name,
     }
     response = ec2.run_instances(
         ImageId=stack.outputs["ami_id"],
@@ -163,12 +167,15 @@ def test_only_admins_have_the_instances_link_in_the_navigation_bar(stack, alice)
     assert "ec2hub-instances-link" not in alice_home.text
 
 
-def test_the_admin_stops_alices_instance_and_terminates_the_orphan(
-    stack, ec2, alice_instance, ghost_instance
-):
+def test_the_admin_stops_a_users_instance_and_terminates_an_orphan(stack, ec2):
+    # A user and an orphan of this test's own: alice's and the ghost's stay as the other tests expect.
+    bea = approved_user(stack, "bea")
+    bea.start("bea")
+    bea.wait_ready("bea")
+    [beas_instance] = instances_of(ec2, "bea")
     admin = admin_client(stack)
+    beas_id, ghost_id = beas_instance["InstanceId"], ghost(stack, ec2, "phantom")["InstanceId"]
     rows = InstancesTable(instances_page(admin).text).rows
-    alice_id, ghost_id = alice_instance["InstanceId"], ghost_instance["InstanceId"]
 
     def act(instance_id: str, action: str, xsrf: str):
         return admin.session.post(
@@ -179,15 +186,15 @@ def test_the_admin_stops_alices_instance_and_terminates_the_orphan(
         )
 
     # Without the page's xsrf token, nothing happens.
-    assert act(alice_id, "stop", "").status_code == 403
-    assert act(alice_id, "reboot", rows[alice_id]["xsrf"]).status_code == 400
-    assert state_of(ec2, alice_id) == "running"
+    assert act(beas_id, "stop", "").status_code == 403
+    assert act(beas_id, "reboot", rows[beas_id]["xsrf"]).status_code == 400
+    assert state_of(ec2, beas_id) == "running"
 
-    stopped = act(alice_id, "stop", rows[alice_id]["xsrf"])
+    stopped = act(beas_id, "stop", rows[beas_id]["xsrf"])
     assert stopped.status_code == 303, stopped.text
     assert stopped.headers["Location"].startswith("/services/instances/?")
-    assert state_of(ec2, alice_id) in ("stopping", "stopped")
-    wait_for(lambda: state_of(ec2, alice_id) == "stopped", 60, "alice's instance to stop")
+    assert state_of(ec2, beas_id) in ("stopping", "stopped")
+    wait_for(lambda: state_of(ec2, beas_id) == "stopped", 60, "bea's instance to stop")
 
     terminated = act(ghost_id, "terminate", rows[ghost_id]["xsrf"])
     assert terminated.status_code == 303, terminated.text
@@ -197,7 +204,7 @@ def test_the_admin_stops_alices_instance_and_terminates_the_orphan(
     after = admin.session.get(f"{stack.settings.url}{stopped.headers['Location']}", timeout=30)
     assert after.status_code == 200
     rows = InstancesTable(after.text).rows
-    assert rows[alice_id]["state"] == "stopped" and rows[alice_id]["cost"] == "$0.0000"
+    assert rows[beas_id]["state"] == "stopped" and rows[beas_id]["cost"] == "$0.0000"
     assert ghost_id not in rows, "a terminated instance is no longer listed"
 
 
