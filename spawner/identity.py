@@ -261,20 +261,15 @@ class UserIdentity:
         self.iam.tag_role(RoleName=UserNames.of(username).role, Tags=[{"Key": TAG_DELETING, "Value": stamp}])
 
     def _finish_interrupted_removal(self, username: str) -> bool:
-        try:
-            role = self.iam.get_role(RoleName=UserNames.of(username).role)["Role"]
-        except ClientError as e:
-            if _code(e) == "NoSuchEntity":
-                return False
-            raise
-        if not any(t["Key"] == TAG_DELETING for t in role.get("Tags", [])):
+        role = self._own_role(username)
+        if role is None or not any(t["Key"] == TAG_DELETING for t in role.get("Tags", [])):
             return False
         self.move_data_aside(username)
         self.remove(username)
         return True
 
-    def owner_id(self, username: str) -> str | None:
-        """The unique id of the user's role, or None when the user has none (or it is someone else's)."""
+    def _own_role(self, username: str) -> dict | None:
+        """The user's role, or None when the user has none (or the role is someone else's)."""
         try:
             role = self.iam.get_role(RoleName=UserNames.of(username).role)["Role"]
         except ClientError as e:
@@ -285,7 +280,12 @@ class UserIdentity:
             self._check_role_is_users(role, username)
         except IdentityConflict:
             return None
-        return role["RoleId"]
+        return role
+
+    def owner_id(self, username: str) -> str | None:
+        """The unique id of the user's role, or None when the user has none (or it is someone else's)."""
+        role = self._own_role(username)
+        return role["RoleId"] if role else None
 
     def remove(self, username: str) -> None:
         """Remove the user's profile and role (their data in S3 stays: see `move_data_aside`).

@@ -160,3 +160,19 @@ def test_data_put_in_a_new_users_folder_before_their_first_start_stays(account, 
     assert identity.ensure("dan", []).created
     kept = account.s3.get_object(Bucket="unit-data", Key="users/dan/course/data.csv")
     assert kept["Body"].read() == b"1,2"
+
+
+def test_a_deletion_mark_on_someone_elses_role_moves_nothing(account, identity):
+    account.iam.create_role(
+        RoleName="ec2hub-erin",
+        Path="/ec2hub/users/",
+        AssumeRolePolicyDocument="{}",
+        Tags=[
+            {"Key": "ec2hub:user", "Value": "Erin"},
+            {"Key": "ec2hub:deleting", "Value": "20261130T000000Z"},
+        ],
+    )
+    account.s3.put_object(Bucket="unit-data", Key="users/erin/notes.txt", Body=b"erin's")
+    with pytest.raises(IdentityConflict):
+        identity.ensure("erin", [])
+    assert account.s3.get_object(Bucket="unit-data", Key="users/erin/notes.txt")["Body"].read() == b"erin's"
