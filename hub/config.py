@@ -7,6 +7,18 @@ from traitlets.config import Config
 from hub.auth import configure_authentication
 from hub.settings import Settings, SettingsError
 
+# JupyterHub's own scopes of a user server's token, which access to the hub's services joins.
+SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
+
+
+def grant_service_access(c: Config, scopes: list[str]) -> None:
+    """Every user, and the token of every user server, may use the services of `scopes`
+    (`access:services!service=...`): JupyterHub gives users access to no service by default."""
+    if not scopes:
+        return
+    c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", *scopes]})
+    c.JupyterHub.load_roles.append({"name": "server", "scopes": [*SERVER_SCOPES, *scopes]})
+
 
 def configure(c: Config, settings: Settings) -> None:
     """Apply `settings` to the JupyterHub config object `c`."""
@@ -83,4 +95,8 @@ def configure(c: Config, settings: Settings) -> None:
     from hub.pool import configure_pool_service
 
     configure_pool_service(c, settings)
+
+    from hub.gateway import configure_gateway_service
+
+    grant_service_access(c, configure_gateway_service(c, settings))
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES), *c.JupyterHub.get("template_paths", [])]

@@ -5,7 +5,8 @@ hub's AWS credentials (to list and stop the hub's instances) and a hub token tha
 their servers. The page shows its flags ("orphan since ..., stops at ...") from the same process.
 
 Only billed orphans (pending or running) are acted on, and never the hot pool's instances
-(spawner/pool.py), which belong to the hub until a start takes one over. A stopped instance no
+(spawner/pool.py), which belong to the hub until a start takes one over, nor Dask cluster
+instances, which the gateway's backend (hub/gateway/) ends when their cluster is gone. A stopped instance no
 server owns costs only its disk and may hold someone's home, for instance after the hub's database
 was lost: it is flagged on the page, and the user's next start reattaches it by its tags.
 """
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.instances.inventory import BILLED_STATES, orphan_reason, servers_for
-from spawner.owner import TAG_POOL, owner_of, tags_of
+from hub.instances.inventory import BILLED_STATES, judged_by_servers, orphan_reason, servers_for
+from spawner.owner import owner_of
 
 log = logging.getLogger("ec2hub.reconciler")
 
@@ -88,7 +89,7 @@ class OrphanReconciler:
 
     async def _billed_orphans(self) -> dict[str, tuple[str, str]]:
         """Billed instances no hub server owns: instance id -> (user, reason), asked afresh."""
-        instances = [i for i in await self.instances.list(BILLED_STATES) if TAG_POOL not in tags_of(i)]
+        instances = [i for i in await self.instances.list(BILLED_STATES) if judged_by_servers(i)]
         self.billed = len(instances)
         hub_servers = await servers_for(self.hub_users, instances)
         found = {}

@@ -35,6 +35,9 @@ from spawner.owner import (
 
 log = logging.getLogger("ec2hub.launcher")
 
+# Purposes whose instance holds a home: a spot reclaim stops it (the disk stays) rather than ending it.
+KEEPS_DISK = ("server", "pool")
+
 
 class LaunchConfigError(ValueError):
     """The platform is not configured for launches (no subnets, no bucket...); the message says what."""
@@ -177,8 +180,12 @@ class Launcher:
         if request.owner is not None:
             params["IamInstanceProfile"] = {"Name": UserNames.of(request.owner.user).instance_profile}
         if request.spot:
-            # A persistent request that stops on interruption: the disk survives a reclaim.
-            spot = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}
+            if request.purpose in KEEPS_DISK:
+                # A persistent request that stops on interruption: the disk survives a reclaim.
+                spot = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}
+            else:
+                # Cluster workers and jobs keep nothing on their disk: a reclaim ends them.
+                spot = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
         root_device = await self._root_device_name()
         if root_device:

@@ -25,6 +25,8 @@ TAG_PURPOSE = "ec2hub:purpose"
 PURPOSES = ("server", "pool", "dask-scheduler", "dask-worker", "job")
 TAG_POOL = "ec2hub:pool"
 TAG_CLAIM = "ec2hub:claim"
+# The Dask cluster (gateway cluster name) a dask-scheduler or dask-worker instance belongs to.
+TAG_CLUSTER = "ec2hub:cluster"
 # A server name never contains "/", so "/" stands for the default (unnamed) server.
 DEFAULT_SERVER_TAG = "/"
 

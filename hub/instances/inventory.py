@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from spawner.owner import TAG_HUB, TAG_POOL, NotOwned, check_owner, owner_of, tags_of
+from spawner.owner import (
+    TAG_CLUSTER,
+    TAG_HUB,
+    TAG_POOL,
+    TAG_PURPOSE,
+    NotOwned,
+    check_owner,
+    owner_of,
+    tags_of,
+)
 from spawner.profiles import Profile
 
 # States in which EC2 bills the instance's compute (and in which it should be serving someone).
@@ -106,6 +115,8 @@ class InstanceRow:
     uptime: str
     cost: str
     orphan_reason: str
+    purpose: str = "server"
+    cluster: str = ""
 
     @property
     def orphan(self) -> bool:
@@ -113,7 +124,18 @@ class InstanceRow:
 
     @property
     def server_label(self) -> str:
+        if self.cluster:
+            role = "scheduler" if self.purpose == "dask-scheduler" else "worker"
+            return f"Dask {role}, cluster {self.cluster[:8]}"
         return self.server or "default"
+
+
+def judged_by_servers(instance: Mapping) -> bool:
+    """Whether the hub's servers explain the instance (a user's server, launched before purposes
+    existed or since). Pool instances are the hub's own; cluster instances are the Dask gateway's,
+    which terminates those of no live cluster itself."""
+    tags = tags_of(instance)
+    return TAG_POOL not in tags and tags.get(TAG_PURPOSE, "server") == "server"
 
 
 def instance_row(
@@ -129,7 +151,8 @@ def instance_row(
     profile = size_for(instance.get("InstanceType", ""), profiles)
     # A hot-pool instance waits for a start to take it over: the hub's own, no orphan.
     pooled = TAG_POOL in tags
-    reason = "" if pooled else with_note(orphan_reason(user, server, state, hub_servers), orphan_note)
+    judged = judged_by_servers(instance)
+    reason = with_note(orphan_reason(user, server, state, hub_servers), orphan_note) if judged else ""
     return InstanceRow(
         instance_id=instance["InstanceId"],
         user="(hot pool)" if pooled else user,
@@ -142,6 +165,8 @@ def instance_row(
         uptime=format_uptime(instance, now),
         cost=format_cost(cost_so_far(instance, profile, now)),
         orphan_reason=reason,
+        purpose=tags.get(TAG_PURPOSE, "server"),
+        cluster=tags.get(TAG_CLUSTER, ""),
     )
 
 
@@ -185,7 +210,7 @@ async def servers_for(hub_users: Any, instances: Iterable[Mapping], active_max_a
     unexplained = set()
     for instance in instances:
         user, server = owner_of(instance)
-        if TAG_POOL in tags_of(instance) or not user:
+        if not judged_by_servers(instance) or not user:
             continue
         if orphan_reason(user, server, instance["State"]["Name"], active):
             unexplained.add(user)

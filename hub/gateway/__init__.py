@@ -1,0 +1,144 @@
+"""Dask clusters for users: dask-gateway-server as a hub service, with the platform's EC2 backend.
+
+The hub starts and supervises the gateway (`c.JupyterHub.services`); people and their servers reach
+it with JupyterHub tokens that carry `access:services!service=dask-gateway`. Its HTTP side (API and
+cluster dashboards) is served by the gateway's own proxy under /services/dask-gateway/, which the
+hub's proxy routes to; its TCP side (TLS to each cluster's scheduler) listens where user servers
+reach it. Every user server gets the `DASK_GATEWAY__*` environment, so `Gateway()` needs no argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+from traitlets.config import Config
+
+from hub.instances import AWS_VARIABLES, configured_profiles
+from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
+from spawner.launcher import LaunchSettings
+
+SERVICE_NAME = "dask-gateway"
+ROLE_NAME = "ec2hub-dask-gateway"
+PREFIX = f"/services/{SERVICE_NAME}"
+# What the gateway asks the hub: whether a cluster's user still has a server running.
+SERVICE_SCOPES = ["read:users:name", "read:servers"]
+ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+CONFIG_FILE = REPO_ROOT / "hub" / "gateway" / "gateway_config.py"
+
+# Default ports follow the hub's API port, like the Instances page's (+101).
+HTTP_PORT_OFFSET = 102
+TCP_PORT_OFFSET = 103
+API_PORT_OFFSET = 104
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayAddresses:
+    """Where the gateway listens, and the addresses user servers and cluster instances use."""
+
+    http_listen: str  # host:port of the gateway's proxy, HTTP (API, dashboards)
+    tcp_listen: str  # host:port of the gateway's proxy, TCP (schedulers)
+    api_listen: str  # host:port of the gateway's private API (behind its proxy)
+    reachable_host: str  # the hub machine's address as instances reach it
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.reachable_host}:{self.http_listen.rsplit(':', 1)[1]}"
+
+    @property
+    def tcp_address(self) -> str:
+        return f"gateway://{self.reachable_host}:{self.tcp_listen.rsplit(':', 1)[1]}"
+
+
+def addresses(settings: Settings, env: Mapping[str, str]) -> GatewayAddresses:
+    base = settings.hub_port
+    http = parse_port(env, "EC2HUB_GATEWAY_PORT", base + HTTP_PORT_OFFSET)
+    tcp = parse_port(env, "EC2HUB_GATEWAY_TCP_PORT", base + TCP_PORT_OFFSET)
+    api = parse_port(env, "EC2HUB_GATEWAY_API_PORT", base + API_PORT_OFFSET)
+    # Instances reach the hub machine where they reach the hub's API.
+    reachable = urlparse(settings.hub_connect_url).hostname if settings.hub_connect_url else settings.bind_ip
+    if reachable in (None, "", "0.0.0.0"):  # noqa: S104 (a check, not a bind)
+        raise SettingsError(
+            "EC2HUB_HUB_CONNECT_URL is needed when the hub binds 0.0.0.0: the address instances reach"
+        )
+    return GatewayAddresses(
+        f"{settings.bind_ip}:{http}", f"{settings.bind_ip}:{tcp}", f"127.0.0.1:{api}", reachable
+    )
+
+
+def gateway_enabled(env: Mapping[str, str]) -> bool:
+    value = env.get("EC2HUB_DASK_GATEWAY", "on").strip().lower()
+    if value not in ("on", "off"):
+        raise SettingsError(f"EC2HUB_DASK_GATEWAY must be on or off, not {value!r}")
+    return value == "on"
+
+
+def encryption_key(settings: Settings) -> str:
+    """The key that encrypts clusters' TLS keys and tokens in the gateway's database: made once,
+    kept with the hub's other secrets, so a restarted gateway reads its clusters again."""
+    from cryptography.fernet import Fernet
+
+    path = settings.state_dir / "hub" / "dask-gateway-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_bytes(Fernet.generate_key())
+    return path.read_text().strip()
+
+
+def configure_gateway_service(
+    c: Config, settings: Settings, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Run dask-gateway-server as the managed service `dask-gateway` (unless EC2HUB_DASK_GATEWAY=off);
+    returns the scopes users and their servers need for it."""
+    env = settings.env if env is None else env
+    if not gateway_enabled(env):
+        return []
+    where = addresses(settings, env)
+    launch = LaunchSettings.from_options(c.EC2Spawner)
+    spec = {
+        "launch": dataclasses.asdict(launch),
+        "profiles": configured_profiles(c),
+        "http_listen": where.http_listen,
+        "tcp_listen": where.tcp_listen,
+        "api_listen": where.api_listen,
+        "api_url": f"{where.http_url}{PREFIX}/api",
+        "db_url": f"sqlite:///{settings.state_dir / 'hub' / 'dask-gateway.sqlite'}",
+        "limits": json.loads(env.get("EC2HUB_DASK_LIMITS", "") or "{}"),
+        "group_limits": json.loads(env.get("EC2HUB_DASK_GROUP_LIMITS", "") or "{}"),
+        "watch_period": float(env.get("EC2HUB_DASK_WATCH_PERIOD", "") or 15),
+        "idle_timeout_min": float(env.get("EC2HUB_DASK_IDLE_TIMEOUT_MIN", "") or 60),
+        "status_period": float(env.get("EC2HUB_DASK_STATUS_PERIOD", "") or 5),
+    }
+    environment = {name: env[name] for name in AWS_VARIABLES if env.get(name)}
+    environment["EC2HUB_GATEWAY_SPEC"] = json.dumps(spec, default=sorted)
+    environment["DASK_GATEWAY_ENCRYPT_KEYS"] = encryption_key(settings)
+    c.JupyterHub.services.append(
+        {
+            "name": SERVICE_NAME,
+            "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
+            "cwd": str(REPO_ROOT),
+            "url": f"http://{where.http_listen.replace('0.0.0.0', '127.0.0.1')}",  # noqa: S104
+            "environment": environment,
+            "display": False,
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": ROLE_NAME,
+            "description": "What the Dask gateway reads from the hub: whether a user's server runs.",
+            "scopes": list(SERVICE_SCOPES),
+            "services": [SERVICE_NAME],
+        }
+    )
+    c.EC2Spawner.environment = {
+        **c.EC2Spawner.get("environment", {}),
+        "DASK_GATEWAY__ADDRESS": f"{where.http_url}{PREFIX}",
+        "DASK_GATEWAY__PROXY_ADDRESS": where.tcp_address,
+        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{settings.url.rstrip('/')}{PREFIX}",
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    }
+    return [ACCESS_SCOPE]
