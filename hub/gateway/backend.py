@@ -269,8 +269,8 @@ class EC2Backend(DBBackendBase):
             "worker_memory": int(size.memory_gib * 2**30 * WORKER_MEMORY_SHARE),
             "scheduler_instance_type": self.scheduler_instance_type,
             "idle_timeout": float(options.idle_timeout),
+            # Workers only: the scheduler has an instance of its own.
             "cluster_max_workers": max_workers,
-            "cluster_max_cores": float(max_workers * size.vcpu),
             "max_lifetime": float(limits["max_lifetime"]),
         }
 
