@@ -15,7 +15,8 @@ locals {
   log_group_name = "/ec2hub/${var.name}/hub"
   tags           = merge(var.tags, { "ec2hub:deployment" = var.name })
 
-  # What the hub reads (hub/settings.py); the hub module adds EC2HUB_SECURITY_GROUP_IDS (its user group).
+  # What the hub reads (hub/settings.py); the hub module adds EC2HUB_SECURITY_GROUP_IDS (its user and
+  # cluster groups) and the Dask gateway's ports, which its security groups open.
   base_environment = merge(var.hub_environment, {
     EC2HUB_AWS_REGION        = data.aws_region.current.name
     EC2HUB_AMI_ID            = var.user_ami_id
@@ -77,6 +78,7 @@ module "hub" {
   instance_profile_name = module.iam.hub_instance_profile_name
   hub_image             = var.hub_image
   hub_environment       = local.base_environment
+  gateway_ports         = var.gateway_ports
   log_group_name        = module.monitoring.log_group_name
   deletion_protection   = var.hub_deletion_protection
   tags                  = local.tags

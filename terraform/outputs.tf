@@ -1,6 +1,6 @@
 output "hub_environment" {
   description = "The EC2HUB_* variables the hub reads (hub/settings.py), as the hub instance gets them."
-  value       = merge(local.base_environment, { EC2HUB_SECURITY_GROUP_IDS = module.hub.user_security_group_id })
+  value       = module.hub.hub_environment
 }
 
 output "aws_region" {
@@ -19,8 +19,8 @@ output "subnet_ids" {
 }
 
 output "security_group_ids" {
-  description = "EC2HUB_SECURITY_GROUP_IDS: the user instances' security group (8888 from the hub only)."
-  value       = [module.hub.user_security_group_id]
+  description = "EC2HUB_SECURITY_GROUP_IDS: the groups of every instance the hub launches: the user group (8888 from the hub only), then the cluster group (Dask among them, schedulers from the hub)."
+  value       = module.hub.instance_security_group_ids
 }
 
 output "bucket" {

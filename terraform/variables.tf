@@ -219,6 +219,20 @@ variable "hub_environment" {
   }
 }
 
+variable "gateway_ports" {
+  description = "Ports of the Dask gateway on the hub, which user instances reach: `http` (EC2HUB_GATEWAY_PORT, its API and dashboards, default 8183) and `tcp` (EC2HUB_GATEWAY_TCP_PORT, its proxy to schedulers, default 8184)."
+  type = object({
+    http = optional(number, 8183)
+    tcp  = optional(number, 8184)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for p in values(var.gateway_ports) : p >= 1024 && p <= 65535 && floor(p) == p]) && var.gateway_ports.http != var.gateway_ports.tcp
+    error_message = "gateway_ports must be two different whole port numbers from 1024 to 65535."
+  }
+}
+
 variable "alarm_emails" {
   description = "E-mail addresses that receive the alarms."
   type        = list(string)

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from hub.policies import render_policy
-from spawner.identity import UserNames, group_prefix, user_policy
+from spawner.identity import USER_ROLE_PATH, UserNames, group_prefix, user_policy
+from spawner.owner import PURPOSES, TAG_CLUSTER, TAG_HUB, TAG_POOL, TAG_PURPOSE, Owner
 
 REPO = Path(__file__).resolve().parents[2]
 EVALUATE = Path(__file__).resolve().parent / "evaluate.mjs"
@@ -36,11 +37,15 @@ BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
 BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{BOUNDARY_NAME}"
 ALICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ec2hub/users/ec2hub-alice"
 ADMIN_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/admin"
+HUB_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ec2hub/ec2hub-hub"
+HUB_PROFILE_ARN = f"arn:aws:iam::{ACCOUNT}:instance-profile/ec2hub/ec2hub-hub"
 INSTANCE_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-1"
 HUB_PRINCIPAL = f"arn:aws:sts::{ACCOUNT}:assumed-role/ec2hub-hub/i-0hub"
 
 ALICE = UserNames.of("alice")
 BOB = UserNames.of("bob")
+ALICE_PROFILE_ARN = f"arn:aws:iam::{ACCOUNT}:instance-profile{USER_ROLE_PATH}{ALICE.instance_profile}"
+CLUSTER = "0123456789abcdef0123456789abcdef"  # the gateway's cluster names are 32 hex digits
 
 HUB_POLICY = json.loads(
     render_policy(
@@ -80,6 +85,25 @@ def hub_request(action: str, resource: str, **context: str) -> dict[str, Any]:
     }
 
 
+def run_instances(tags: dict[str, str], profile: str | None = None) -> dict[str, Any]:
+    """The hub's RunInstances as the launcher asks for it: these tags, and `profile` if given."""
+    context: dict[str, Any] = {f"aws:RequestTag/{key}": value for key, value in tags.items()}
+    context["aws:TagKeys"] = list(tags)
+    if profile is not None:
+        context["ec2:InstanceProfile"] = profile
+    return hub_request("ec2:RunInstances", INSTANCE_ARN, **context)
+
+
+def launch_tags(purpose: str, **changes: str | None) -> dict[str, str]:
+    """Alice's tags of an instance of `purpose` (the launcher's owner tags, with the cluster's for
+    Dask instances), with `changes` (None drops a tag)."""
+    tags = {"Name": f"ec2hub-alice-{purpose}", **Owner(HUB_ID, "AROAALICE", "alice", purpose=purpose).tags()}
+    if purpose.startswith("dask-"):
+        tags[TAG_CLUSTER] = CLUSTER
+    tags.update(changes)
+    return {key: value for key, value in tags.items() if value is not None}
+
+
 def list_bucket(names: UserNames, prefix: str | None, groups: tuple[str, ...] = ()) -> dict[str, Any]:
     context = {} if prefix is None else {"s3:prefix": prefix}
     return user_request(names, "s3:ListBucket", BUCKET_ARN, groups=groups, **context)
@@ -91,6 +115,10 @@ def obj(key: str) -> str:
 
 def ssm_parameter(name: str) -> str:
     return f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+
+
+def cluster_parameter(names: UserNames) -> str:
+    return ssm_parameter(f"{names.parameter_path}clusters/{CLUSTER}/settings")
 
 
 # Each table: case name -> (request, expected decision).
@@ -146,6 +174,25 @@ TOKENS = {
         user_request(ALICE, "ssm:GetParameter", ssm_parameter(BOB.settings_parameter(""))),
         DENIED,
     ),
+    "alice's cluster instance reads her cluster's settings": (
+        user_request(ALICE, "ssm:GetParameter", cluster_parameter(ALICE)),
+        ALLOWED,
+    ),
+    "alice reads bob's cluster's settings": (
+        user_request(ALICE, "ssm:GetParameter", cluster_parameter(BOB)),
+        DENIED,
+    ),
+}
+
+HUB_SETTINGS = {
+    **{
+        f"hub {action} a cluster's settings": (hub_request(action, cluster_parameter(ALICE)), ALLOWED)
+        for action in ("ssm:PutParameter", "ssm:DeleteParameter")
+    },
+    "hub PutParameter outside /ec2hub/users/": (
+        hub_request("ssm:PutParameter", ssm_parameter("/ec2hub/clusters/settings")),
+        DENIED,
+    ),
 }
 
 CREATE_ROLE = {
@@ -186,6 +233,10 @@ PASS_ROLE = {
         hub_request("iam:PassRole", ADMIN_ROLE_ARN, **{"iam:PassedToService": "ec2.amazonaws.com"}),
         DENIED,
     ),
+    "PassRole of the hub's own role to EC2": (
+        hub_request("iam:PassRole", HUB_ROLE_ARN, **{"iam:PassedToService": "ec2.amazonaws.com"}),
+        DENIED,
+    ),
 }
 
 INSTANCES = {
@@ -198,15 +249,38 @@ INSTANCES = {
         DENIED,
     ),
     "StopInstances on an untagged instance": (hub_request("ec2:StopInstances", INSTANCE_ARN), DENIED),
-    "RunInstances tagged for this hub": (
-        hub_request(
-            "ec2:RunInstances",
-            INSTANCE_ARN,
-            **{"aws:RequestTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:hub"]},
-        ),
+    **{
+        f"RunInstances of a {purpose} of alice, with her profile": (
+            run_instances(launch_tags(purpose), ALICE_PROFILE_ARN),
+            ALLOWED,
+        )
+        for purpose in PURPOSES
+    },
+    "RunInstances of a pool instance, without a profile": (
+        run_instances({TAG_HUB: HUB_ID, TAG_PURPOSE: "pool", TAG_POOL: "default"}),
         ALLOWED,
     ),
-    "RunInstances without the hub tag": (hub_request("ec2:RunInstances", INSTANCE_ARN), DENIED),
+    "RunInstances of a dask-worker without the hub tag": (
+        run_instances(launch_tags("dask-worker", **{TAG_HUB: None}), ALICE_PROFILE_ARN),
+        DENIED,
+    ),
+    "RunInstances of a dask-worker tagged for another hub": (
+        run_instances(launch_tags("dask-worker", **{TAG_HUB: "other-hub"}), ALICE_PROFILE_ARN),
+        DENIED,
+    ),
+    "RunInstances of a dask-worker without a purpose tag": (
+        run_instances(launch_tags("dask-worker", **{TAG_PURPOSE: None}), ALICE_PROFILE_ARN),
+        DENIED,
+    ),
+    "RunInstances with a purpose outside the list": (
+        run_instances(launch_tags("dask-worker", **{TAG_PURPOSE: "miner"}), ALICE_PROFILE_ARN),
+        DENIED,
+    ),
+    "RunInstances of a dask-worker with the hub's own profile": (
+        run_instances(launch_tags("dask-worker"), HUB_PROFILE_ARN),
+        DENIED,
+    ),
+    "RunInstances without tags": (hub_request("ec2:RunInstances", INSTANCE_ARN), DENIED),
 }
 
 CLAIMS = {
@@ -218,6 +292,14 @@ CLAIMS = {
                 "ec2:ResourceTag/ec2hub:hub": HUB_ID,
                 "aws:TagKeys": ["ec2hub:user", "ec2hub:server", "ec2hub:owner-id", "ec2hub:purpose", "Name"],
             },
+        ),
+        ALLOWED,
+    ),
+    "CreateTags ec2hub:cluster on this hub's instance": (
+        hub_request(
+            "ec2:CreateTags",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:cluster"]},
         ),
         ALLOWED,
     ),
@@ -274,7 +356,18 @@ BOUNDARY_LOCK = {
     ),
 }
 
-TABLES = [LISTING, OBJECTS, TOKENS, CREATE_ROLE, PASS_ROLE, INSTANCES, CLAIMS, DELETED_DATA, BOUNDARY_LOCK]
+TABLES = [
+    LISTING,
+    OBJECTS,
+    TOKENS,
+    HUB_SETTINGS,
+    CREATE_ROLE,
+    PASS_ROLE,
+    INSTANCES,
+    CLAIMS,
+    DELETED_DATA,
+    BOUNDARY_LOCK,
+]
 
 
 @pytest.fixture(scope="module")
@@ -325,8 +418,14 @@ def test_user_reads_and_writes_only_own_objects_and_reads_shared(decisions):
 
 
 def test_user_reads_only_own_server_token(decisions):
-    """Checked by iam-simulate (resource ARN of ssm:GetParameter under the user boundary)."""
+    """Checked by iam-simulate (resource ARN of ssm:GetParameter under the user boundary); a cluster's
+    settings live under its user's parameters as a server's do."""
     assert_decisions(decisions, TOKENS)
+
+
+def test_hub_writes_settings_only_under_the_users_parameters(decisions):
+    """Checked by iam-simulate (moto does not check SSM parameter ARNs exactly)."""
+    assert_decisions(decisions, HUB_SETTINGS)
 
 
 def test_hub_creates_and_changes_user_roles_only_with_the_boundary(decisions):
@@ -340,7 +439,9 @@ def test_hub_passes_only_user_roles_and_only_to_ec2(decisions):
 
 
 def test_hub_launches_and_manages_only_its_own_instances(decisions):
-    """Checked by iam-simulate (moto ignores aws:RequestTag / ec2:ResourceTag conditions)."""
+    """Checked by iam-simulate (moto ignores aws:RequestTag / ec2:ResourceTag conditions and the
+    instance profile of RunInstances): every purpose the launcher knows, tagged for this hub, with a
+    user's profile or none (the hot pool), and nothing else."""
     assert_decisions(decisions, INSTANCES)
 
 

@@ -1,12 +1,12 @@
 """Terraform applied to the local cloud, then a spawn end to end with what it created, then destroy.
 
-Applied (the root module with create_hub_instance = false, 55 resources): network (VPC, private and
+Applied (the root module with create_hub_instance = false, 68 resources): network (VPC, private and
 public subnets in two zones, internet gateway, NAT gateway and its address, route tables, the S3
 gateway endpoint, flow logs with their log group and role), storage (the bucket with versioning,
 SSE-KMS, public access block, ownership, lifecycle, TLS-only policy), iam (the hub role with the
 repository's policy document, its log policy, the managed policies, instance profile, the user
-boundary), the hub module's security groups and rules, monitoring (log group, alarm topic,
-spawn-failure metric filter and alarm, running-vCPU alarm).
+boundary), the hub module's security groups (load balancer, hub, users, Dask clusters) and rules,
+monitoring (log group, alarm topic, spawn-failure metric filter and alarm, running-vCPU alarm).
 
 Not applied: the hub instance, whose user-data the local runtime would run as a process on this
 machine (it installs Docker); with it its database volume, the DLM snapshot policy (moto 5.2.5 has
@@ -38,6 +38,8 @@ BUCKET = "ec2hub-terraform-test"
 BOUNDARY = "ec2hub-tf-user-boundary"
 SUBNET_BASE = 250  # Terraform's private subnets: 127.0.250.0/24 and 127.0.251.0/24, where instances run
 SPARE_BASE = 246  # nothing binds an address here
+# Terraform's gateway ports are the hub machine's (8183, 8184); the stack keeps free ports of its own.
+STACK_PORTS = ("EC2HUB_GATEWAY_PORT", "EC2HUB_GATEWAY_TCP_PORT")
 ENDPOINT_SERVICES = (
     "acm cloudwatch dlm ec2 elbv2 iam kms logs s3 sns ssm sts"  # every service the modules call
 ).split()
@@ -59,7 +61,8 @@ def test_root_module(outputs, stack):
     assert outputs["user_boundary_arn"].endswith(f":policy/{BOUNDARY}")
     env = outputs["hub_environment"]
     assert env["EC2HUB_SUBNET_IDS"].split(",") == outputs["subnet_ids"]
-    assert env["EC2HUB_SECURITY_GROUP_IDS"] == outputs["security_group_ids"][0]
+    assert env["EC2HUB_SECURITY_GROUP_IDS"].split(",") == outputs["security_group_ids"]
+    assert (env["EC2HUB_GATEWAY_PORT"], env["EC2HUB_GATEWAY_TCP_PORT"]) == ("8183", "8184")
     # Sign-in throttling believes the client address only the load balancer's subnets forward.
     proxies = [ipaddress.ip_network(n.strip()) for n in env["EC2HUB_TRUSTED_PROXIES"].split(",")]
     assert proxies and not any(
@@ -73,10 +76,15 @@ def test_root_module(outputs, stack):
         f"127.0.{SUBNET_BASE + 1}.0/24",
     ]
     assert len({s["AvailabilityZone"] for s in subnets}) == 2
-    [group] = ec2.describe_security_groups(GroupIds=outputs["security_group_ids"])["SecurityGroups"]
-    [rule] = group["IpPermissions"]
+    users_group, cluster_group = outputs["security_group_ids"]
+    groups = {
+        g["GroupId"]: g
+        for g in ec2.describe_security_groups(GroupIds=[users_group, cluster_group])["SecurityGroups"]
+    }
+    [rule] = groups[users_group]["IpPermissions"]
     assert (rule["FromPort"], rule["ToPort"]) == (8888, 8888)
     assert not rule.get("IpRanges"), "user servers accept the hub's group only, no address range"
+    assert_cluster_group(ec2, groups[cluster_group], users_group)
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [outputs["vpc_id"]]}])
     assert [e["ServiceName"] for e in endpoints["VpcEndpoints"]] == ["com.amazonaws.us-east-1.s3"]
 
@@ -121,6 +129,30 @@ def test_root_module(outputs, stack):
     assert "ec2hub-hub" in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
     document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="ec2hub-hub")["PolicyDocument"]
     assert any(s.get("Sid") == "CreateAndChangeUserRolesOnlyWithTheBoundary" for s in document["Statement"])
+
+
+def assert_cluster_group(ec2, group: dict, users_group: str) -> None:
+    """Dask among the group's instances on every unprivileged port but the server's 8888 and a
+    scheduler's dashboard and API (8787-8788), which only the hub reaches; the gateway's ports on the
+    hub, from the user group that every launched instance carries."""
+    ingress = {
+        (rule["FromPort"], rule["ToPort"], pair["GroupId"])
+        for rule in group["IpPermissions"]
+        for pair in rule["UserIdGroupPairs"]
+    }
+    assert all(not rule.get("IpRanges") for rule in group["IpPermissions"]), "groups only, no address range"
+    [hub_group] = {source for *_, source in ingress} - {group["GroupId"]}
+    peers = {(low, high) for low, high, source in ingress if source == group["GroupId"]}
+    assert ingress - {(low, high, group["GroupId"]) for low, high in peers} == {(8786, 8788, hub_group)}
+    assert peers == {(1024, 8786), (8789, 8887), (8889, 65535)}
+    [hub] = ec2.describe_security_groups(GroupIds=[hub_group])["SecurityGroups"]
+    from_users = {
+        (rule["FromPort"], rule["ToPort"])
+        for rule in hub["IpPermissions"]
+        for pair in rule["UserIdGroupPairs"]
+        if pair["GroupId"] == users_group
+    }
+    assert from_users == {(8081, 8081), (8183, 8183), (8184, 8184)}
 
 
 def test_spawn_with_terraform_outputs(outputs, stack):
@@ -242,7 +274,8 @@ def outputs(stack, tmp_path_factory):
     try:
         tf.check("apply", "-auto-approve", "-input=false", timeout=400)
         result = json.loads(tf.check("output", "-json").stdout)["all"]["value"]
-        stack.overrides = {**result["hub_environment"], **hub_profile(stack, work, result["hub_role_arn"])}
+        environment = {k: v for k, v in result["hub_environment"].items() if k not in STACK_PORTS}
+        stack.overrides = {**environment, **hub_profile(stack, work, result["hub_role_arn"])}
         stack.start_hub()
         yield result
         stack.stop_hub()

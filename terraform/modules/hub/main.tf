@@ -18,9 +18,43 @@ locals {
   proxy_port   = 8000
   hub_api_port = 8081
   hub_ami_id   = var.hub_ami_id != null ? var.hub_ami_id : try(nonsensitive(data.aws_ssm_parameter.al2023[0].value), null)
+
+  # A Dask scheduler's ports on its instance (hub/gateway/backend.py: EC2Backend.scheduler_port,
+  # dashboard_port, scheduler_api_port).
+  dask_scheduler_port     = 8786
+  dask_dashboard_port     = 8787
+  dask_scheduler_api_port = 8788
+  gateway_ports           = tomap(var.gateway_ports)
+
+  # What the cluster group's members may reach of each other: every unprivileged port (Dask's own
+  # processes cannot listen below 1024) but those only the hub may reach: a user's server, and a
+  # scheduler's dashboard (it has no sign-in of its own; the gateway's proxy checks who asks) and
+  # gateway API. Computed as the gaps between those ports, sorted as numbers ("%05d").
+  hub_only_ports = [
+    for p in sort(formatlist("%05d", distinct([var.user_server_port, local.dask_dashboard_port, local.dask_scheduler_api_port]))) :
+    tonumber(p) if tonumber(p) >= 1024
+  ]
+  peer_range_starts = concat([1024], [for p in local.hub_only_ports : p + 1])
+  peer_range_ends   = concat([for p in local.hub_only_ports : p - 1], [65535])
+  peer_port_ranges = {
+    for i, from in local.peer_range_starts :
+    "${from}-${local.peer_range_ends[i]}" => { from = from, to = local.peer_range_ends[i] }
+    if from <= local.peer_range_ends[i]
+  }
+
+  # The launcher gives every instance it starts the same groups (EC2HUB_SECURITY_GROUP_IDS), whatever
+  # its purpose: user servers, the hot pool, Dask schedulers and workers, jobs all carry both.
+  instance_security_group_ids = [aws_security_group.users.id, aws_security_group.cluster.id]
+
+  environment = merge(var.hub_environment, {
+    EC2HUB_SECURITY_GROUP_IDS = join(",", local.instance_security_group_ids)
+    EC2HUB_GATEWAY_PORT       = tostring(local.gateway_ports.http)
+    EC2HUB_GATEWAY_TCP_PORT   = tostring(local.gateway_ports.tcp)
+  })
 }
 
-# --- security groups: internet -> ALB:443 -> hub:8000; hub -> users:8888; users -> hub:8081 ---
+# --- security groups: internet -> ALB:443 -> hub:8000; hub -> users:8888; users -> hub:8081;
+# users -> hub:gateway ports; hub -> schedulers:8786-8788; cluster group <-> itself ---
 
 resource "aws_security_group" "alb" {
   name_prefix = "${var.name}-alb-"
@@ -47,6 +81,7 @@ resource "aws_security_group" "hub" {
 }
 
 resource "aws_security_group" "users" {
+  #checkov:skip=CKV2_AWS_5:Attached at launch: the hub gives it to every instance it starts (EC2HUB_SECURITY_GROUP_IDS), no Terraform resource.
   name_prefix = "${var.name}-users-"
   description = "ec2hub user instances: the server port, from the hub only"
   vpc_id      = var.vpc_id
@@ -55,6 +90,35 @@ resource "aws_security_group" "users" {
 
   lifecycle {
     create_before_destroy = true
+  }
+}
+
+# Dask clusters. Servers, schedulers and workers share this group because the launcher has one list of
+# groups for every purpose, so a rule cannot tell them apart: within the group, members reach each
+# other on every port of `peer_port_ranges` (workers to the scheduler's 8786, scheduler and workers to
+# the workers' random ports), across users too. What keeps one user's cluster from another's there is
+# Dask's TLS with each cluster's own certificate (comm.require-encryption); user servers, dashboards
+# and schedulers' APIs stay reachable from the hub only. A group per purpose needs the launcher to take
+# groups per purpose first.
+resource "aws_security_group" "cluster" {
+  #checkov:skip=CKV2_AWS_5:Attached at launch: the hub gives it to every instance it starts (EC2HUB_SECURITY_GROUP_IDS), no Terraform resource.
+  name_prefix = "${var.name}-cluster-"
+  description = "ec2hub Dask clusters: TLS Dask among user instances, scheduler ports from the hub"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-cluster" })
+
+  lifecycle {
+    create_before_destroy = true
+
+    precondition {
+      condition     = length(setintersection(values(local.gateway_ports), [local.proxy_port, local.hub_api_port])) == 0
+      error_message = "gateway_ports must differ from the hub's own ports ${local.proxy_port} (proxy) and ${local.hub_api_port} (hub API)."
+    }
+    precondition {
+      condition     = var.user_server_port != local.dask_scheduler_port
+      error_message = "user_server_port must not be ${local.dask_scheduler_port}, the port of Dask schedulers, which workers reach."
+    }
   }
 }
 
@@ -71,7 +135,7 @@ resource "aws_vpc_security_group_ingress_rule" "alb_https" {
 
 resource "aws_vpc_security_group_egress_rule" "alb_to_hub" {
   security_group_id            = aws_security_group.alb.id
-  description                  = "To the hub's proxy"
+  description                  = "To the hub proxy"
   ip_protocol                  = "tcp"
   from_port                    = local.proxy_port
   to_port                      = local.proxy_port
@@ -141,6 +205,71 @@ resource "aws_vpc_security_group_egress_rule" "users_to_hub_api" {
   referenced_security_group_id = aws_security_group.hub.id
 }
 
+# The gateway's proxies are the user group's, not the cluster group's: schedulers carry both groups,
+# and a user server launched before the cluster group existed keeps only the user group across its
+# stops and starts, yet reaches its clusters, all through these two ports.
+resource "aws_vpc_security_group_ingress_rule" "hub_gateway_from_users" {
+  for_each = local.gateway_ports
+
+  security_group_id            = aws_security_group.hub.id
+  description                  = "The Dask gateway ${upper(each.key)} proxy, from user servers and schedulers"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value
+  to_port                      = each.value
+  referenced_security_group_id = aws_security_group.users.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "users_to_hub_gateway" {
+  for_each = local.gateway_ports
+
+  security_group_id            = aws_security_group.users.id
+  description                  = "To the Dask gateway ${upper(each.key)} proxy on the hub"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value
+  to_port                      = each.value
+  referenced_security_group_id = aws_security_group.hub.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "hub_to_schedulers" {
+  security_group_id            = aws_security_group.hub.id
+  description                  = "To Dask schedulers: TLS Dask, dashboard, gateway API"
+  ip_protocol                  = "tcp"
+  from_port                    = local.dask_scheduler_port
+  to_port                      = local.dask_scheduler_api_port
+  referenced_security_group_id = aws_security_group.cluster.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "schedulers_from_hub" {
+  security_group_id            = aws_security_group.cluster.id
+  description                  = "Dask schedulers: TLS Dask, dashboard, gateway API, from the hub"
+  ip_protocol                  = "tcp"
+  from_port                    = local.dask_scheduler_port
+  to_port                      = local.dask_scheduler_api_port
+  referenced_security_group_id = aws_security_group.hub.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "cluster_from_peers" {
+  for_each = local.peer_port_ranges
+
+  security_group_id            = aws_security_group.cluster.id
+  description                  = "Dask among the cluster group, ports ${each.key}"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.from
+  to_port                      = each.value.to
+  referenced_security_group_id = aws_security_group.cluster.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "cluster_to_peers" {
+  for_each = local.peer_port_ranges
+
+  security_group_id            = aws_security_group.cluster.id
+  description                  = "Dask to the cluster group, ports ${each.key}"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.from
+  to_port                      = each.value.to
+  referenced_security_group_id = aws_security_group.cluster.id
+}
+
 # --- the hub instance and its database volume ---
 
 resource "aws_ebs_volume" "database" {
@@ -183,9 +312,10 @@ resource "aws_instance" "hub" {
   user_data_replace_on_change = true
   user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
     database_volume_id = aws_ebs_volume.database[0].id
-    environment        = merge(var.hub_environment, { EC2HUB_SECURITY_GROUP_IDS = aws_security_group.users.id })
+    environment        = local.environment
     hub_api_port       = local.hub_api_port
     proxy_port         = local.proxy_port
+    gateway_ports      = values(local.gateway_ports)
     image              = var.hub_image
     region             = data.aws_region.current.name
     log_group          = var.log_group_name

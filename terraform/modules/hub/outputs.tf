@@ -3,6 +3,21 @@ output "user_security_group_id" {
   value       = aws_security_group.users.id
 }
 
+output "cluster_security_group_id" {
+  description = "Security group of Dask cluster traffic, which every launched instance carries beside the user group."
+  value       = aws_security_group.cluster.id
+}
+
+output "instance_security_group_ids" {
+  description = "Security groups of every instance the hub launches (EC2HUB_SECURITY_GROUP_IDS): the user group, then the cluster group."
+  value       = local.instance_security_group_ids
+}
+
+output "hub_environment" {
+  description = "The EC2HUB_* variables of the hub container: `hub_environment` with the security groups and the Dask gateway ports."
+  value       = local.environment
+}
+
 output "hub_security_group_id" {
   description = "Security group of the hub instance."
   value       = aws_security_group.hub.id

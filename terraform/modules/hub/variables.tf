@@ -109,7 +109,7 @@ variable "hub_image" {
 }
 
 variable "hub_environment" {
-  description = "EC2HUB_* variables of the hub container (the root module's `hub_environment`); this module adds EC2HUB_SECURITY_GROUP_IDS (its user group). Secrets do not belong here."
+  description = "EC2HUB_* variables of the hub container (the root module's `hub_environment`); this module adds EC2HUB_SECURITY_GROUP_IDS (its user and cluster groups) and the Dask gateway ports. Secrets do not belong here."
   type        = map(string)
 
   validation {
@@ -175,6 +175,20 @@ variable "user_server_port" {
   validation {
     condition     = var.user_server_port > 0 && var.user_server_port < 65536
     error_message = "user_server_port must be a port number."
+  }
+}
+
+variable "gateway_ports" {
+  description = "Ports of the Dask gateway on the hub, opened to user instances: `http` (EC2HUB_GATEWAY_PORT) is its API, which user servers call and schedulers send heartbeats to, and its dashboards; `tcp` (EC2HUB_GATEWAY_TCP_PORT) is its TCP proxy, through which user servers reach their clusters' schedulers. Defaults 8183 and 8184 (the hub API port + 102 and + 103)."
+  type = object({
+    http = optional(number, 8183)
+    tcp  = optional(number, 8184)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for p in values(var.gateway_ports) : p >= 1024 && p <= 65535 && floor(p) == p]) && var.gateway_ports.http != var.gateway_ports.tcp
+    error_message = "gateway_ports must be two different whole port numbers from 1024 to 65535."
   }
 }
 
