@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from traitlets.config import Config
 
+from hub.gateway.limits import limits_for
 from hub.instances import AWS_VARIABLES, configured_profiles
 from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
 from spawner.launcher import LaunchSettings
@@ -69,6 +70,35 @@ def addresses(settings: Settings, env: Mapping[str, str]) -> GatewayAddresses:
     )
 
 
+def limits_setting(env: Mapping[str, str], name: str, *, grouped: bool) -> dict:
+    """EC2HUB_DASK_LIMITS ({"max_workers": 8, ...}) or EC2HUB_DASK_GROUP_LIMITS ({"group": {...}}),
+    checked at the hub's start: SettingsError saying what is wrong."""
+    raw = env.get(name, "").strip()
+    try:
+        value = json.loads(raw) if raw else {}
+        per_group = value if grouped else {"": value}
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in per_group.values()):
+            raise ValueError("not a JSON object" + (" of objects" if grouped else ""))
+        for limits in per_group.values():
+            if not all(isinstance(n, int | float) and n >= 0 for n in limits.values()):
+                raise ValueError("limits are numbers, 0 or more")
+        limits_for(per_group, {}, per_group)
+    except ValueError as e:
+        raise SettingsError(f"{name}: {e}") from None
+    return value
+
+
+def seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SettingsError(f"{name} must be a number of seconds above 0, not {raw!r}")
+    return value
+
+
 def gateway_enabled(env: Mapping[str, str]) -> bool:
     value = env.get("EC2HUB_DASK_GATEWAY", "on").strip().lower()
     if value not in ("on", "off"):
@@ -107,11 +137,11 @@ def configure_gateway_service(
         "api_listen": where.api_listen,
         "api_url": f"{where.http_url}{PREFIX}/api",
         "db_url": f"sqlite:///{settings.state_dir / 'hub' / 'dask-gateway.sqlite'}",
-        "limits": json.loads(env.get("EC2HUB_DASK_LIMITS", "") or "{}"),
-        "group_limits": json.loads(env.get("EC2HUB_DASK_GROUP_LIMITS", "") or "{}"),
-        "watch_period": float(env.get("EC2HUB_DASK_WATCH_PERIOD", "") or 15),
-        "idle_timeout_min": float(env.get("EC2HUB_DASK_IDLE_TIMEOUT_MIN", "") or 60),
-        "status_period": float(env.get("EC2HUB_DASK_STATUS_PERIOD", "") or 5),
+        "limits": limits_setting(env, "EC2HUB_DASK_LIMITS", grouped=False),
+        "group_limits": limits_setting(env, "EC2HUB_DASK_GROUP_LIMITS", grouped=True),
+        "watch_period": seconds_setting(env, "EC2HUB_DASK_WATCH_PERIOD", 15.0),
+        "idle_timeout_min": seconds_setting(env, "EC2HUB_DASK_IDLE_TIMEOUT_MIN", 60.0),
+        "status_period": seconds_setting(env, "EC2HUB_DASK_STATUS_PERIOD", 5.0),
     }
     environment = {name: env[name] for name in AWS_VARIABLES if env.get(name)}
     environment["EC2HUB_GATEWAY_SPEC"] = json.dumps(spec, default=sorted)

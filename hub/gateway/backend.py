@@ -32,6 +32,7 @@ from traitlets import Bool as BoolTrait
 from traitlets import Dict, Integer, List, Type, Unicode, default
 from traitlets import Float as FloatTrait
 
+from hub.gateway.limits import DEFAULT_LIMITS, limits_for
 from spawner import aws
 from spawner.identity import UserNames
 from spawner.launcher import Launch, Launcher, LaunchSettings
@@ -40,15 +41,6 @@ from spawner.profiles import Profile, validate_profiles
 from spawner.userdata import render_user_data
 
 CLUSTER_PURPOSES = ("dask-scheduler", "dask-worker")
-
-# Limits per group: a user gets, for each limit, the largest of their groups' (the default's when
-# none of their groups sets it).
-DEFAULT_LIMITS = {
-    "max_workers": 8,  # workers in one cluster
-    "max_cores": 32,  # worker cores over all of a user's clusters
-    "max_clusters": 2,  # clusters a user has at once
-    "max_lifetime": 12 * 3600.0,  # seconds a cluster may live, however busy
-}
 
 # EC2 answers that another try (later, elsewhere, or on-demand instead of spot) may not get.
 RETRIED_LAUNCH_ERRORS = {
@@ -63,19 +55,6 @@ SPOT_ERRORS = {"InsufficientInstanceCapacity", "SpotMaxPriceTooLow", "MaxSpotIns
 
 # What stays for Dask: the worker's memory limit is this share of the instance's memory.
 WORKER_MEMORY_SHARE = 0.85
-
-
-def limits_for(groups: Iterable[str], default_limits: Mapping, group_limits: Mapping) -> dict[str, float]:
-    """The limits of a member of `groups`: per limit, the largest any of the groups allows."""
-    limits = {**DEFAULT_LIMITS, **default_limits}
-    for group in groups:
-        for key, value in group_limits.get(group, {}).items():
-            if key not in DEFAULT_LIMITS:
-                raise ValueError(
-                    f"unknown limit {key!r} for group {group!r}: one of {', '.join(DEFAULT_LIMITS)}"
-                )
-            limits[key] = max(limits[key], value)
-    return limits
 
 
 class EC2ClusterConfig(ClusterConfig):

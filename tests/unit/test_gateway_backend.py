@@ -13,7 +13,8 @@ from dask_gateway_server.models import User
 from dask_gateway_server.workqueue import WorkQueue
 
 from hub.gateway import configure_gateway_service
-from hub.gateway.backend import DEFAULT_LIMITS, EC2Backend, limits_for
+from hub.gateway.backend import EC2Backend
+from hub.gateway.limits import DEFAULT_LIMITS, limits_for
 from hub.instances.inventory import instance_rows
 from spawner.launcher import Launcher
 from spawner.profiles import DEFAULT_PROFILES, Profile
