@@ -21,11 +21,11 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
 from dask_gateway_server.backends.base import ClusterConfig, PublicException
-from dask_gateway_server.backends.db_base import DBBackendBase
+from dask_gateway_server.backends.db_base import DBBackendBase, JobStatus
 from dask_gateway_server.options import Bool, Float, Options, Select
 from dask_gateway_server.utils import timestamp
 from traitlets import Bool as BoolTrait
@@ -55,6 +55,22 @@ SPOT_ERRORS = {"InsufficientInstanceCapacity", "SpotMaxPriceTooLow", "MaxSpotIns
 
 # What stays for Dask: the worker's memory limit is this share of the instance's memory.
 WORKER_MEMORY_SHARE = 0.85
+
+
+def on_host(address: str, scheme: str, host: str | None) -> bool:
+    """Whether `address` is `scheme://host:port` exactly (no path, user or other host)."""
+    parsed = urlsplit(address)
+    try:
+        port = parsed.port
+    except ValueError:
+        return False
+    return (
+        bool(host)
+        and parsed.scheme == scheme
+        and parsed.hostname == host
+        and bool(port)
+        and (parsed.netloc == f"{host}:{port}" and parsed.path in ("", "/") and not parsed.query)
+    )
 
 
 class EC2ClusterConfig(ClusterConfig):
@@ -144,6 +160,16 @@ class EC2Backend(DBBackendBase):
     )
     hub_api_url = Unicode(help="The hub's API (default: $JUPYTERHUB_API_URL).", config=True)
     hub_api_token = Unicode(help="The gateway service's hub token (default: $JUPYTERHUB_API_TOKEN).")
+
+    # An EC2 instance boots in a minute or two, more when capacity is retried: the gateway's own
+    # default (60 s from submission to the first heartbeat) would fail clusters that are fine.
+    @default("cluster_start_timeout")
+    def _default_cluster_start_timeout(self) -> float:
+        return 600.0
+
+    @default("worker_start_timeout")
+    def _default_worker_start_timeout(self) -> float:
+        return 600.0
 
     @default("hub_api_url")
     def _default_hub_api_url(self) -> str:
@@ -422,7 +448,39 @@ class EC2Backend(DBBackendBase):
         self.log.info(
             "Cluster %s of %s: scheduler instance %s", cluster.name, cluster.username, instance["InstanceId"]
         )
-        yield {"instance_id": instance["InstanceId"], "owner_id": owner_id}
+        yield {
+            "instance_id": instance["InstanceId"],
+            "owner_id": owner_id,
+            "private_ip": instance.get("PrivateIpAddress", ""),
+        }
+
+    async def on_cluster_heartbeat(self, cluster_name: str, msg: dict) -> None:
+        """The scheduler's heartbeat; its first names the addresses the gateway's proxy routes to.
+
+        The cluster's token is readable by its user (it is in their SSM parameter, for their
+        scheduler), so a user could send that first heartbeat themselves and make the proxy on the
+        hub machine forward to any address it reaches. Only addresses on the scheduler's own
+        instance are taken.
+        """
+        cluster = self.db.get_cluster(cluster_name)
+        if cluster is not None and cluster.status != JobStatus.RUNNING:
+            expected = (cluster.state or {}).get("private_ip")
+            named = {
+                "scheduler_address": ("tls", msg.get("scheduler_address", "")),
+                "dashboard_address": ("http", msg.get("dashboard_address", "")),
+                "api_address": ("http", msg.get("api_address", "")),
+            }
+            wrong = [k for k, (scheme, a) in named.items() if not on_host(a, scheme, expected)]
+            if wrong:
+                self.log.warning(
+                    "Cluster %s of %s: a heartbeat named %s off the scheduler's instance (%s); ignored",
+                    cluster_name,
+                    cluster.username,
+                    ", ".join(wrong),
+                    expected,
+                )
+                return
+        await super().on_cluster_heartbeat(cluster_name, msg)
 
     async def do_stop_cluster(self, cluster: Any) -> None:
         state = cluster.state or {}

@@ -242,3 +242,32 @@ def test_the_gateway_service_and_every_user_server_get_what_they_need(tmp_path):
         again.JupyterHub.services.get_value([])[0]["environment"]["DASK_GATEWAY_ENCRYPT_KEYS"]
         == (service["environment"]["DASK_GATEWAY_ENCRYPT_KEYS"])
     )
+
+
+async def test_a_first_heartbeat_naming_addresses_off_the_schedulers_instance_is_ignored():
+    """The user can read their cluster's token: a forged first heartbeat must not point the
+    gateway's proxy (on the hub machine) at the metadata service or the hub's own ports."""
+    backend = backend_for()
+    backend.queue = WorkQueue()
+    cluster = add_cluster(backend, "alice")
+    backend.db.update_cluster(cluster, status=JobStatus.SUBMITTED, state={"private_ip": "10.0.3.7"})
+    beat = {
+        "scheduler_address": "tls://10.0.3.7:8786",
+        "dashboard_address": "http://10.0.3.7:8787",
+        "api_address": "http://10.0.3.7:8788",
+        "count": 0,
+        "active_workers": [],
+        "closing_workers": [],
+        "closed_workers": [],
+    }
+    for forged in (
+        {"dashboard_address": "http://169.254.169.254"},
+        {"api_address": "http://127.0.0.1:8081"},
+        {"scheduler_address": "tls://10.0.3.8:8786"},
+        {"dashboard_address": "http://10.0.3.7:8787@10.0.9.9"},
+        {"dashboard_address": "http://10.0.3.7:8787/../../hub"},
+    ):
+        await backend.on_cluster_heartbeat(cluster.name, {**beat, **forged})
+        assert cluster.dashboard_address == cluster.api_address == ""
+    await backend.on_cluster_heartbeat(cluster.name, beat)
+    assert cluster.dashboard_address == "http://10.0.3.7:8787"
