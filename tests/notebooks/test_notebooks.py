@@ -20,7 +20,7 @@ import nbformat
 import pytest
 import requests
 
-from tests.e2e.stack import approved_user, aws_client, running_stack
+from tests.e2e.stack import approved_user, aws_client, running_stack, wait_for
 from tests.notebooks.runner import ServerNotebooks, images, inject_parameters, line_starting, stdout
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +32,7 @@ import wisdm  # noqa: E402
 USER = "nora"
 FOLDER = "examples"
 SUBJECTS, SECONDS = 4, 30  # 4 subjects x 18 activities x 30 s x 4 sensors at 20 Hz: 173k readings
+CLUSTER_PURPOSES = ("dask-scheduler", "dask-worker")
 STATIONS = "station,lat,lon\nBack Bay,42.347,-71.075\nSouth Station,42.352,-71.055\nAirport,42.374,-71.030\n"
 
 
@@ -119,6 +120,7 @@ def run(server, tmp_path_factory, bucket, web_csv, dashboard):
         "03-train-activity-model.ipynb": {"epochs": 40},
         "04-boston-311.ipynb": {"csv_url": "", "sample_rows": 3000},
         "05-dask-cluster.ipynb": {"partitions": [1, 2]},
+        "06-dask-gateway-cluster.ipynb": {},
     }
     hooks = {"05-dask-cluster.ipynb": dashboard[1]}
     executed = {}
@@ -141,6 +143,15 @@ def run(server, tmp_path_factory, bucket, web_csv, dashboard):
 def all_keys(s3, bucket: str) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def cluster_instances(stack, user: str) -> list[dict]:
+    """The Dask scheduler and worker instances of `user`, in every state (terminated ones included)."""
+    response = aws_client(stack, "ec2").describe_instances(
+        Filters=[{"Name": "tag:ec2hub:purpose", "Values": list(CLUSTER_PURPOSES)}]
+    )
+    found = [i for r in response["Reservations"] for i in r["Instances"]]
+    return [i for i in found if {t["Key"]: t["Value"] for t in i["Tags"]}.get("ec2hub:user") == user]
 
 
 def test_getting_started_brings_data_from_the_web_s3_and_an_upload(run, bucket):
@@ -225,6 +236,34 @@ def test_dask_cluster_dashboard_is_reached_through_the_hub_and_etl_scales_by_par
         1: (76, generated.clean_rows),
         2: (152, generated.clean_rows),
     }
+
+
+def test_wisdm_etl_on_a_gateway_cluster_writes_the_rows_of_one_instance_and_leaves_no_instance(
+    run, stack, bucket, generated
+):
+    one_instance = json.loads(line_starting(stdout(run("02-wisdm-etl.ipynb")), "QUALITY"))
+    text = stdout(run("06-dask-gateway-cluster.ipynb"))
+    assert line_starting(text, "DASHBOARD").startswith(f"{stack.settings.url}/services/dask-gateway/")
+    assert "2 workers," in text
+    quality = json.loads(line_starting(text, "QUALITY"))
+    assert quality == {name: one_instance[name] for name in quality}
+    assert quality["rows_written"] == generated.clean_rows
+    assert line_starting(text, "SAME AS NOTEBOOK 2") == "True"
+    keys = all_keys(aws_client(stack, "s3"), bucket)
+    output = f"users/{USER}/wisdm/parquet-cluster/"
+    assert len([k for k in keys if k.startswith(output + "readings/")]) == 72
+    assert output + "quality.json" in keys
+    # The cluster ran on the user's own instances; the notebook's last cell ended it, and none is left.
+    assert line_starting(text, "clusters still running:") == "[]"
+    purposes = [
+        {t["Key"]: t["Value"] for t in i["Tags"]}["ec2hub:purpose"] for i in cluster_instances(stack, USER)
+    ]
+    assert purposes.count("dask-scheduler") == 1 and purposes.count("dask-worker") >= 2, purposes
+    wait_for(
+        lambda: all(i["State"]["Name"] == "terminated" for i in cluster_instances(stack, USER)),
+        120,
+        "every instance of the cluster to be terminated",
+    )
 
 
 def test_everything_written_is_in_the_users_folder(run, stack, bucket, keys_before):
