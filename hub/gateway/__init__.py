@@ -1,10 +1,12 @@
 """Dask clusters for users: dask-gateway-server as a hub service, with the platform's EC2 backend.
 
 The hub starts and supervises the gateway (`c.JupyterHub.services`); people and their servers reach
-it with JupyterHub tokens that carry `access:services!service=dask-gateway`. Its HTTP side (API and
-cluster dashboards) is served by the gateway's own proxy under /services/dask-gateway/, which the
-hub's proxy routes to; its TCP side (TLS to each cluster's scheduler) listens where user servers
-reach it. Every user server gets the `DASK_GATEWAY__*` environment, so `Gateway()` needs no argument.
+it with JupyterHub tokens that carry `access:services!service=dask-gateway`. Its HTTP side (API, and
+the clusters' dashboards under /services/dask-gateway/clusters/) and its TCP side (TLS to each
+cluster's scheduler) are the gateway's own proxy, listening where user servers reach the hub
+machine. People see dashboards through a second service, `dask-dashboards`, which shows a cluster's
+dashboard to its owner only. Every user server gets the `DASK_GATEWAY__*` environment, so
+`Gateway()` needs no argument.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ PREFIX = f"/services/{SERVICE_NAME}"
 # What the gateway asks the hub: whether a cluster's user still has a server running.
 SERVICE_SCOPES = ["read:users:name", "read:servers"]
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+# Cluster dashboards, for their owners only (hub/gateway/dashboards.py).
+DASHBOARDS_NAME = "dask-dashboards"
 CONFIG_FILE = REPO_ROOT / "hub" / "gateway" / "gateway_config.py"
 
 # Default ports follow the hub's API port, like the Instances page's (+101).
 HTTP_PORT_OFFSET = 102
 TCP_PORT_OFFSET = 103
 API_PORT_OFFSET = 104
+DASHBOARDS_PORT_OFFSET = 105
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,13 +151,29 @@ def configure_gateway_service(
     environment = {name: env[name] for name in AWS_VARIABLES if env.get(name)}
     environment["EC2HUB_GATEWAY_SPEC"] = json.dumps(spec, default=sorted)
     environment["DASK_GATEWAY_ENCRYPT_KEYS"] = encryption_key(settings)
+    # No route from the hub's proxy: user servers and cluster instances reach the gateway directly,
+    # and people reach dashboards through the dashboards service, which checks whose they are.
     c.JupyterHub.services.append(
         {
             "name": SERVICE_NAME,
             "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
             "cwd": str(REPO_ROOT),
-            "url": f"http://{where.http_listen.replace('0.0.0.0', '127.0.0.1')}",  # noqa: S104
             "environment": environment,
+            "display": False,
+        }
+    )
+    local_gateway = where.http_listen.replace("0.0.0.0", "127.0.0.1")  # noqa: S104
+    dashboards_port = parse_port(env, "EC2HUB_DASHBOARDS_PORT", settings.hub_port + DASHBOARDS_PORT_OFFSET)
+    c.JupyterHub.services.append(
+        {
+            "name": DASHBOARDS_NAME,
+            "command": [sys.executable, "-m", "hub.gateway.dashboards"],
+            "cwd": str(REPO_ROOT),
+            "url": f"http://127.0.0.1:{dashboards_port}",
+            "environment": {"EC2HUB_GATEWAY_API_URL": f"http://{local_gateway}{PREFIX}/api"},
+            # The token people sign in with also asks the gateway, as them, whose a cluster is.
+            "oauth_client_allowed_scopes": [ACCESS_SCOPE],
+            "oauth_no_confirm": True,
             "display": False,
         }
     )
@@ -168,7 +189,7 @@ def configure_gateway_service(
         **c.EC2Spawner.get("environment", {}),
         "DASK_GATEWAY__ADDRESS": f"{where.http_url}{PREFIX}",
         "DASK_GATEWAY__PROXY_ADDRESS": where.tcp_address,
-        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{settings.url.rstrip('/')}{PREFIX}",
+        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{settings.url.rstrip('/')}/services/{DASHBOARDS_NAME}",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
-    return [ACCESS_SCOPE]
+    return [ACCESS_SCOPE, f"access:services!service={DASHBOARDS_NAME}"]

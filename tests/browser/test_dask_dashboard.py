@@ -67,7 +67,7 @@ def test_alice_sees_her_two_workers_and_their_tasks_on_the_clusters_dashboard(st
         """,
     )
     assert started["dashboard"] == (
-        f"{stack.settings.url}/services/dask-gateway/clusters/{started['name']}/status"
+        f"{stack.settings.url}/services/dask-dashboards/clusters/{started['name']}/status"
     )
     worker_ips = sorted(
         i["PrivateIpAddress"]

@@ -137,8 +137,9 @@ def test_alice_scales_out_on_her_own_instances(stack, alice):
     )
     assert reads == {"mine": 6, "bobs": "AccessDenied"}
 
-    # The dashboard is served through the hub.
-    status = requests.get(started["dashboard"], timeout=30)
+    # The dashboard is served through the hub, to alice once signed in.
+    assert started["dashboard"].startswith(f"{stack.settings.url}/services/dask-dashboards/clusters/")
+    status = approved_user(stack, "alice").session.get(started["dashboard"], timeout=30)
     assert status.status_code == 200 and "Dask" in status.text
 
     run(alice, "cluster.shutdown(); print(json.dumps({}))")
@@ -214,6 +215,12 @@ def test_bob_can_neither_see_nor_reach_nor_change_alices_cluster(stack, alice, b
     for action in ("connect", "scale", "stop"):
         assert "lacks permissions" in tried[action] or "Forbidden" in tried[action], tried
     assert tried["scheduler"] != "allowed"
+    # Nor its dashboard, signed in or not, even with the link.
+    dashboard = f"{stack.settings.url}/services/dask-dashboards/clusters/{name}/status"
+    assert approved_user(stack, "bob").session.get(dashboard, timeout=30).status_code == 404
+    anonymous = requests.get(dashboard, timeout=30)
+    assert "/hub/login" in anonymous.url and "Dask" not in anonymous.text
+    assert approved_user(stack, "alice").session.get(dashboard, timeout=30).status_code == 200
     # Alice's cluster is untouched: still one worker, still computing.
     check = run(alice, "print(json.dumps({'sum': shared_secret_client.submit(sum, [1, 2]).result()}))")
     assert check == {"sum": 3}

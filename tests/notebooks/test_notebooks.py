@@ -243,7 +243,7 @@ def test_wisdm_etl_on_a_gateway_cluster_writes_the_rows_of_one_instance_and_leav
 ):
     one_instance = json.loads(line_starting(stdout(run("02-wisdm-etl.ipynb")), "QUALITY"))
     text = stdout(run("06-dask-gateway-cluster.ipynb"))
-    assert line_starting(text, "DASHBOARD").startswith(f"{stack.settings.url}/services/dask-gateway/")
+    assert line_starting(text, "DASHBOARD").startswith(f"{stack.settings.url}/services/dask-dashboards/")
     assert "2 workers," in text
     quality = json.loads(line_starting(text, "QUALITY"))
     assert quality == {name: one_instance[name] for name in quality}

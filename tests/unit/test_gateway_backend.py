@@ -210,6 +210,10 @@ def test_cluster_instances_are_listed_under_their_owner_and_never_judged_by_serv
     assert row.cost == "$0.0416"
 
 
+def env_public(c) -> str:
+    return c.EC2Spawner.environment["DASK_GATEWAY__PUBLIC_ADDRESS"]
+
+
 def test_the_gateway_service_and_every_user_server_get_what_they_need(tmp_path):
     from traitlets.config import Config
 
@@ -224,9 +228,13 @@ def test_the_gateway_service_and_every_user_server_get_what_they_need(tmp_path):
     c.EC2Spawner = Config(launch)
     scopes = configure_gateway_service(c, settings)
     grant_service_access(c, scopes)
-    (service,) = c.JupyterHub.services.get_value([])
+    service, dashboards = c.JupyterHub.services.get_value([])
     assert service["name"] == "dask-gateway" and "DASK_GATEWAY_ENCRYPT_KEYS" in service["environment"]
     assert not [k for k in service["environment"] if "PASSWORD" in k]
+    # The gateway has no public route; dashboards go through the service that checks owners.
+    assert "url" not in service
+    assert dashboards["name"] == "dask-dashboards" and dashboards["url"].startswith("http://127.0.0.1:")
+    assert env_public(c) == "http://127.0.0.1:8000/services/dask-dashboards"
     env = c.EC2Spawner.environment
     assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:8183/services/dask-gateway"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:8184"
@@ -234,6 +242,7 @@ def test_the_gateway_service_and_every_user_server_get_what_they_need(tmp_path):
     roles = {r["name"]: r["scopes"] for r in c.JupyterHub.load_roles.get_value([])}
     assert "access:services!service=dask-gateway" in roles["user"] and "self" in roles["user"]
     assert "access:services!service=dask-gateway" in roles["server"]
+    assert "access:services!service=dask-dashboards" in roles["user"]
     # The database key is made once and kept: a restarted gateway reads its clusters again.
     again = Config()
     again.EC2Spawner = Config(launch)
