@@ -15,6 +15,12 @@ $(VENV)/.installed: pyproject.toml images/user/requirements.txt
 	$(VENV)/bin/pip install --quiet -e '.[local]' -r images/user/requirements.txt
 	touch $@
 
+# JupyterLab's settings that the hub decides for every user (no question about Jupyter news): the
+# same file the user image and the AMI install. Copied on its own, so a change to it reinstalls nothing.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): images/user/overrides.json
+	install -D -m 0644 $< $@
+
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
@@ -52,7 +58,7 @@ system-packages-test: system-packages
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
 
-install: system-packages $(VENV)/.installed node_modules/.installed
+install: system-packages $(VENV)/.installed $(LAB_OVERRIDES) node_modules/.installed
 
 install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov/.installed
 

@@ -163,6 +163,23 @@ def test_ami_runs_user_data_at_every_boot_through_the_bootstrap():
     assert "/usr/local/bin/ec2hub-bootstrap" in install and "requirements.txt" in install
 
 
+def test_every_user_environment_carries_the_hubs_jupyterlab_settings():
+    """One overrides file, installed where JupyterLab reads an admin's settings (<sys.prefix>/share/
+    jupyter/lab/settings) by the AMI, the user image and the local cloud's environment alike."""
+    overrides = json.loads((REPO_ROOT / "images" / "user" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    target = "/opt/ec2hub/venv/share/jupyter/lab/settings/overrides.json"
+    install = (PACKER_DIR / "scripts" / "install-user-environment.sh").read_text()
+    assert f'"$staged/overrides.json" {target}' in install
+    assert '"${path.root}/../user/overrides.json"' in PACKER_TEMPLATE.read_text()
+    dockerfile = (REPO_ROOT / "images" / "user" / "Dockerfile").read_text()
+    assert f"COPY images/user/overrides.json {target}" in dockerfile
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json" in makefile
+    assert re.search(r"^\$\(LAB_OVERRIDES\): images/user/overrides.json$", makefile, re.MULTILINE)
+    assert re.search(r"^install: .*\$\(LAB_OVERRIDES\)", makefile, re.MULTILINE)
+
+
 def test_tfvars_example_sets_variables_of_the_example():
     with (TERRAFORM_DIR / "examples" / "complete" / "variables.tf").open() as f:
         blocks = hcl2.load(f)["variable"]

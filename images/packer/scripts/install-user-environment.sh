@@ -20,6 +20,8 @@ python3 -m venv /opt/ec2hub/venv
 /opt/ec2hub/venv/bin/pip install --no-cache-dir --upgrade pip
 /opt/ec2hub/venv/bin/pip install --no-cache-dir -r "$staged/requirements.txt"
 install -m 0644 "$staged/requirements.txt" /opt/ec2hub/requirements.txt
+# JupyterLab's settings that the hub decides for every user (no question about Jupyter news).
+install -D -m 0644 "$staged/overrides.json" /opt/ec2hub/venv/share/jupyter/lab/settings/overrides.json
 
 # The bootstrap and what sits beside it; user-data runs `exec ec2hub-bootstrap` with cloud-init's
 # PATH, so a launcher in /usr/local/bin runs it with the environment's Python and tools.
