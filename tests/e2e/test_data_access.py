@@ -11,6 +11,7 @@ import io
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -170,7 +171,13 @@ def test_the_users_prefix_is_a_folder_in_the_home_and_shared_is_read_only(stack,
 
     client = approved_user(stack, "alice")
     listing = client.user_api("alice", client.token("alice"), "GET", "/contents")
-    assert {"s3", "shared"} <= {item["name"] for item in listing.json()["content"]}
+    shown = {item["name"]: item for item in listing.json()["content"]}
+    assert {"s3", "shared"} <= set(shown)
+    # JupyterLab's file browser shows these times: when the folders were mounted, not 1970.
+    for name in ("s3", "shared"):
+        assert shown[name]["type"] == "directory"
+        modified = datetime.fromisoformat(shown[name]["last_modified"].replace("Z", "+00:00"))
+        assert datetime.now(UTC) - modified < timedelta(hours=1), (name, modified)
 
 
 def test_group_membership_takes_effect_at_the_next_start(stack, kernels):

@@ -87,7 +87,7 @@ def test_a_start_takes_over_a_pool_instance_that_held_nothing_before(stack, ec2,
     kernel = Kernel(stack.settings.url, "alice", alice.token("alice"))
     result = kernel.run(
         "import json, os; print(json.dumps({'user': os.environ['JUPYTERHUB_USER'],"
-        " 'mounted': os.path.ismount(os.path.expanduser('~/s3')),"
+        " 'mounted': os.path.ismount(os.path.realpath(os.path.expanduser('~/s3'))),"
         " 'prefix': os.environ['EC2HUB_USER_PREFIX']}))"
     )
     kernel.shutdown()

@@ -1,7 +1,11 @@
-"""The image's bootstrap, where it decides alone: without FUSE the server still starts, with a note."""
+"""The image's bootstrap, where it decides alone: without FUSE the server still starts, with a note;
+the S3 folders are links to hidden mount points, so JupyterLab shows when they were mounted."""
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import UTC, datetime, timedelta
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
 
@@ -40,3 +44,43 @@ def test_without_a_bucket_nothing_is_mounted_and_no_note(bootstrap, tmp_path, mo
     monkeypatch.delenv("EC2HUB_BUCKET", raising=False)
     bootstrap.mount_data(token="unused", region="us-east-1", home=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jupyter_lists_the_s3_folders_with_the_time_they_were_mounted(bootstrap, tmp_path):
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in ("s3", "shared"):
+        mountpoint = bootstrap.mount_point(str(home), name)
+        os.utime(mountpoint, (0, 0))  # what s3fs-fuse 1.90 reports for the root of a mount
+        assert os.readlink(home / name) == os.path.join(bootstrap.MOUNTS_DIR, name)
+
+    listing = FileContentsManager(root_dir=str(home)).get("", content=True)
+    shown = {item["name"]: item for item in listing["content"]}
+    assert set(shown) == {"s3", "shared"}, "the hidden folder of the mount points is not listed"
+    for item in shown.values():
+        assert item["type"] == "directory"
+        age = datetime.now(UTC) - item["last_modified"]
+        assert timedelta(0) <= age < timedelta(minutes=1), item["last_modified"]
+    # Without the link, the mount point itself would show 1970.
+    mounts = FileContentsManager(root_dir=str(home / bootstrap.MOUNTS_DIR))
+    assert mounts.get("s3")["last_modified"].year == 1970
+
+
+def test_each_boot_links_again_and_an_old_mount_point_is_replaced_its_files_kept(bootstrap, tmp_path):
+    home = tmp_path / "home"
+    (home / "s3").mkdir(parents=True)  # the empty mount point of an earlier bootstrap
+    (home / "shared").mkdir()
+    (home / "shared" / "notes.txt").write_text("written while nothing was mounted")
+
+    for name in ("s3", "shared"):
+        bootstrap.mount_point(str(home), name)
+        assert (home / name).is_symlink()
+    [aside] = home.glob("shared-before-*")
+    assert (aside / "notes.txt").read_text() == "written while nothing was mounted"
+
+    os.utime(home / "s3", (0, 0), follow_symlinks=False)
+    bootstrap.mount_point(str(home), "s3")
+    assert (home / "s3").lstat().st_mtime > time.time() - 60, "the next boot makes the link again"
+    assert {p.name for p in home.iterdir()} == {bootstrap.MOUNTS_DIR, "s3", "shared", aside.name}
