@@ -20,6 +20,9 @@ from tests.e2e.stack import (
 
 pytestmark = pytest.mark.e2e
 
+# What JupyterLab 4.6 asks a user once unless the hub decided (images/user/overrides.json).
+NEWS_QUESTION = "Would you like to get notified about official Jupyter news?"
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
@@ -42,6 +45,17 @@ def spawn_with(page, size: str) -> None:
     page.click('#spawn_form [type="submit"]')
 
 
+def name_and_price_share_a_line(card) -> bool:
+    name = card.locator(".ec2hub-size-name").bounding_box()
+    price = card.locator(".ec2hub-price").bounding_box()
+    return abs(name["y"] - price["y"]) < name["height"] / 2
+
+
+def modified_column(listing, name: str):
+    row = listing.locator(".jp-DirListing-item").filter(has=listing.page.get_by_text(name, exact=True))
+    return row.locator(".jp-DirListing-itemModified")
+
+
 def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_page):
     ec2 = aws_client(stack, "ec2")
     page = new_page()
@@ -50,6 +64,8 @@ def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_
     sizes = page.locator(".ec2hub-size").evaluate_all("cards => cards.map(c => c.dataset.size)")
     assert sizes == ["small", "medium", "large"], "no GPU size: alice is not in gpu-users"
     expect(page.locator(".ec2hub-size[data-size=medium] .ec2hub-price")).to_have_text("$0.192/hour")
+    for card in page.locator(".ec2hub-size").all():
+        assert name_and_price_share_a_line(card), card.get_attribute("data-size")
     screenshot(page, "spawn-form")
 
     spawn_with(page, "medium")
@@ -61,9 +77,23 @@ def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_
     listing = page.locator(".jp-DirListing-content")
     expect(listing.get_by_text("s3", exact=True)).to_be_visible(timeout=120_000)
     expect(listing.get_by_text("shared", exact=True)).to_be_visible()
+    # The S3 folders show when they were mounted, not the "56y ago" of s3fs-fuse's 1970.
+    for name in ("s3", "shared"):
+        expect(modified_column(listing, name)).to_have_text(re.compile(r"(?<!y) ago$|^now$"))
+    # The hub decided about Jupyter news for its users: JupyterLab asks nobody.
+    notification = page.evaluate(
+        """async url => {
+            const xsrf = document.cookie.match(/_xsrf=([^;]+)/)[1];
+            return (await fetch(url, {headers: {"X-XSRFToken": xsrf}})).json();
+        }""",
+        "/user/alice/lab/api/settings/@jupyterlab/apputils-extension:notification",
+    )
+    assert notification["schema"]["properties"]["fetchNews"]["default"] == "false"
+    expect(page.get_by_text(NEWS_QUESTION)).to_have_count(0)
     screenshot(page, "jupyterlab")
     [instance] = instances_of(ec2, "alice")
     assert instance["InstanceType"] == "m6i.xlarge"
+    expect(page.get_by_text(NEWS_QUESTION)).to_have_count(0)
 
     # Stop from the hub's home page, come back on a larger size: same instance, changed in place.
     page.goto(f"{stack.settings.url}/hub/home")
