@@ -36,13 +36,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# s3fs-fuse mounts users' S3 folders on the instances (Debian package; installed when root).
+# s3fs-fuse mounts users' S3 folders on the instances, Graphviz draws Dask's task graphs, git serves
+# JupyterLab's Git panel (Debian packages; installed when root).
 system-packages:
-	@command -v s3fs >/dev/null || { \
+	@{ command -v s3fs && command -v dot && command -v git; } >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s3fs >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s3fs graphviz git >/dev/null; \
 	  else \
-	    echo "s3fs-fuse is missing: users' S3 folders will not be mounted (apt-get install s3fs)"; \
+	    echo "missing: s3fs, graphviz or git (apt-get install s3fs graphviz git): no ~/s3 mount, task graphs or Git panel"; \
 	  fi; }
 
 # The browser tests drive Debian's chromium (never a browser downloaded by a test tool).

@@ -7,18 +7,22 @@ staged=/tmp/ec2hub
 
 apt-get update -q
 apt-get upgrade -y -q
-apt-get install -y -q --no-install-recommends python3-venv python3-dev build-essential s3fs fuse3 git
+apt-get install -y -q --no-install-recommends python3-venv python3-dev build-essential s3fs fuse3 git graphviz
 
 if [ "${EC2HUB_GPU:-0}" = 1 ]; then
   nvidia-smi  # the driver loaded after the reboot: fail the build here, not on a user's first notebook
   # The same TensorFlow release, with the CUDA libraries as wheels instead of the CPU-only build.
   sed -i -E 's/^tensorflow-cpu==(.*)$/tensorflow[and-cuda]==\1/' "$staged/requirements.txt"
+  # PyTorch likewise: PyPI's build of the same release is the CUDA one.
+  sed -i -E 's/^torch==(.*)\+cpu$/torch==\1/' "$staged/requirements.txt"
 fi
 
 install -d -m 0755 /opt/ec2hub
 python3 -m venv /opt/ec2hub/venv
 /opt/ec2hub/venv/bin/pip install --no-cache-dir --upgrade pip
-/opt/ec2hub/venv/bin/pip install --no-cache-dir -r "$staged/requirements.txt"
+# PyTorch's CPU build (`torch==...+cpu`) is on PyTorch's own index only.
+/opt/ec2hub/venv/bin/pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
+  -r "$staged/requirements.txt"
 install -m 0644 "$staged/requirements.txt" /opt/ec2hub/requirements.txt
 # JupyterLab's settings that the hub decides for every user (no question about Jupyter news).
 install -D -m 0644 "$staged/overrides.json" /opt/ec2hub/venv/share/jupyter/lab/settings/overrides.json
