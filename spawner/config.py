@@ -31,6 +31,9 @@ def apply_size_choice(spawner: EC2SpawnerConfig, user_options: dict) -> None:
     spawner.size = profile.slug
     spawner.instance_type = profile.instance_type
     spawner.use_spot = spot
+    # The whole instance is the user's: its size is what JupyterLab's status bar measures against.
+    spawner.mem_limit = int(profile.memory_gib * 2**30)
+    spawner.cpu_limit = float(profile.vcpu)
 
 
 class EC2SpawnerConfig(LoggingConfigurable):

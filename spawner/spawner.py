@@ -232,6 +232,8 @@ class EC2Spawner(EC2SpawnerConfig, Spawner):
         """
         env = self.get_env()
         keep = set(self.environment)
+        # MEM_LIMIT and CPU_LIMIT (the size's memory and vCPUs) feed JupyterLab's resource display.
+        keep |= {"MEM_LIMIT", "CPU_LIMIT"}
         chosen = {k: v for k, v in env.items() if k.startswith("JUPYTERHUB_") or k in keep}
         # The token travels beside the environment, not in it (see _hand_over_settings).
         chosen.pop("JUPYTERHUB_API_TOKEN", None)

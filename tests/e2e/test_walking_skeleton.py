@@ -87,6 +87,11 @@ def test_alice_start_stop_start_keeps_her_instance_and_home(stack, ec2):
     status = alice.user_api("alice", token, "GET", "/status")
     assert status.status_code == 200, status.text
     assert "started" in status.json()
+    # JupyterLab's status bar: the instance's memory and CPU, against the size's (the default, medium).
+    usage = alice.user_api("alice", token, "GET", "/metrics/v1")
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["limits"]["memory"]["rss"] == 16 * 2**30
+    assert "cpu_percent" in usage.json()
 
     [instance] = instances_of(ec2, "alice")
     assert instance["State"]["Name"] == "running"

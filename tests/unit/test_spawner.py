@@ -360,3 +360,13 @@ async def test_the_polls_of_many_servers_share_one_listing_of_the_hubs_instances
     late.poll_interval = 60
     assert await late.poll() is None
     assert calls[-1].get("InstanceIds") == [late.instance_id]
+
+
+async def test_the_chosen_size_is_what_jupyterlab_measures_memory_and_cpu_against(account, spawner):
+    spawner.apply_user_options(spawner, {"size": "medium"})
+    await spawner.start()
+    settings = json.loads(
+        account.ssm.get_parameter(Name=spawner.settings_parameter, WithDecryption=True)["Parameter"]["Value"]
+    )
+    assert settings["environment"]["MEM_LIMIT"] == str(16 * 2**30)
+    assert settings["environment"]["CPU_LIMIT"] == "4.0"
