@@ -4,13 +4,15 @@ A user signs up and is approved, starts a server (an instance booted from the im
 notebooks uploaded to their home as JupyterLab would; the raw WISDM files (generated, small) are in
 their S3 folder. Each notebook runs in its own kernel on the instance, against the moto S3 with the
 user's role, and the tests check what a data scientist would look at: the row counts, the quality
-report, the model's accuracy, and that everything was written in the user's folder and nowhere else.
+report, the model's accuracy, what each library of the scientific stack computed, and that everything
+was written in the user's folder and nowhere else.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import math
 import sys
 import threading
 from functools import partial
@@ -33,6 +35,8 @@ USER = "nora"
 FOLDER = "examples"
 SUBJECTS, SECONDS = 4, 30  # 4 subjects x 18 activities x 30 s x 4 sensors at 20 Hz: 173k readings
 CLUSTER_PURPOSES = ("dask-scheduler", "dask-worker")
+STACK_ROWS = 1500
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "images" / "user" / "requirements.txt"
 STATIONS = "station,lat,lon\nBack Bay,42.347,-71.075\nSouth Station,42.352,-71.055\nAirport,42.374,-71.030\n"
 
 
@@ -121,6 +125,7 @@ def run(server, tmp_path_factory, bucket, web_csv, dashboard):
         "04-boston-311.ipynb": {"csv_url": "", "sample_rows": 3000},
         "05-dask-cluster.ipynb": {"partitions": [1, 2]},
         "06-dask-gateway-cluster.ipynb": {},
+        "07-the-scientific-stack.ipynb": {"rows": STACK_ROWS},
     }
     hooks = {"05-dask-cluster.ipynb": dashboard[1]}
     executed = {}
@@ -266,10 +271,85 @@ def test_wisdm_etl_on_a_gateway_cluster_writes_the_rows_of_one_instance_and_leav
     )
 
 
+def pinned(package: str) -> str:
+    """The version of `package` that images/user/requirements.txt pins."""
+    for line in REQUIREMENTS.read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{package} is not pinned in {REQUIREMENTS}")
+
+
+def test_scientific_stack_notebook_exercises_every_library_on_the_users_data(run, server, bucket):
+    text = stdout(run("07-the-scientific-stack.ipynb"))
+    parquet = f"s3://{bucket}/users/{USER}/scientific-stack/measurements.parquet"
+    assert line_starting(text, f"{STACK_ROWS} rows written to") == parquet
+    results = json.loads(line_starting(text, "STACK OK"))
+    made_with = {"Intercept": 1.5, "x1": 2.0, "x2": -3.0}
+
+    # Models and numbers.
+    assert results["sklearn_accuracy"] > 0.9
+    assert results["scipy"]["success"] is True
+    assert results["scipy"]["x"] == pytest.approx([1.0, 1.0], abs=1e-3)
+    assert results["ols"] == pytest.approx(made_with, abs=0.1)
+    assert results["ols_r2"] > 0.9
+    assert results["torch"] == pytest.approx({**made_with, "loss": 0.25}, abs=0.1)
+    assert results["tensorflow"]["lstsq"] == pytest.approx(list(results["ols"].values()), abs=2e-3)
+    assert results["tensorflow"]["gradient of t**3 at 3"] == 27.0
+    assert results["sympy"] == {"roots": [2, 3], "integral": "sqrt(pi)"}
+    assert abs(results["numba_pi"] - math.pi) < 0.01
+    assert results["numexpr_same_as_numpy"] is True and results["bottleneck_same_as_pandas"] is True
+    spots = [coordinate for spot in results["skimage_spots"] for coordinate in spot]  # (row, column)
+    assert spots == pytest.approx([40, 40, 80, 90], abs=2), "the two spots found where they were drawn"
+
+    # Plots: the PNG is in the user's home, where JupyterLab's file browser shows it.
+    png = results["seaborn_png"]
+    assert png["is_png"] is True and png["bytes"] > 10_000
+    listed = requests.get(
+        f"{server.api}/contents/{png['path']}", params={"content": "0"}, headers=server.headers, timeout=30
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["size"] == png["bytes"]
+    assert results["altair"] == {"mark": "circle", "rows": 500}
+    assert results["graphviz_svg"] is True
+
+    # Data: DuckDB and Polars read back from S3, with the user's role, every row pandas wrote there.
+    assert results["rows_written"] == results["duckdb_rows"] == results["polars_rows"] == STACK_ROWS
+    assert results["sqlalchemy_rows"] == STACK_ROWS
+    assert results["h5py"] == {"same": True, "units": "mV"}
+    in_group_a, expected = results["pytables_group_a"]
+    assert in_group_a == expected > 0
+    assert results["openpyxl"] == {"header": ["group", "count", "mean"], "rows": 3}
+    assert results["xlrd"]["sheets"] == ["README", "Monthly", "Quarterly"]
+    assert results["xlrd"]["from"] == "1947-01-01" and results["xlrd"]["quarters"] > 200
+    assert results["bs4"] == {"small": 0.0416, "large": 0.1664}
+
+    # Notebook tools.
+    assert results["pickling"]["cloudpickle"] == results["pickling"]["dill"] == 42
+    assert results["pickling"]["pickle"] != "pickled", "plain pickle cannot pickle a lambda"
+    assert results["widget"] == {"model": "IntSliderModel", "value": 7, "max": 10}
+    assert results["ipympl"] == {"version": pinned("ipympl"), "canvas_is_widget": True}
+    assert results["tools"] == {
+        "papermill": pinned("papermill"),
+        "parameters": ["rows", "seed"],
+        "jupyter_resource_usage": pinned("jupyter-resource-usage"),
+        "jupyterlab_git": pinned("jupyterlab-git"),
+    }
+    # The server runs jupyter-resource-usage: the memory JupyterLab's status bar shows comes from here.
+    metrics = requests.get(f"{server.api}/metrics/v1", headers=server.headers, timeout=30)
+    assert metrics.status_code == 200, metrics.text
+    assert metrics.json()["rss"] > 0
+
+
 def test_everything_written_is_in_the_users_folder(run, stack, bucket, keys_before):
     for name in sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")):
         run(name)
     new = set(all_keys(aws_client(stack, "s3"), bucket)) - keys_before
     assert new, "the notebooks wrote their results"
     assert {k for k in new if not k.startswith(f"users/{USER}/")} == set()
-    assert {k.split("/")[2] for k in new} == {"getting-started", "wisdm", "models", "boston311"}
+    assert {k.split("/")[2] for k in new} == {
+        "getting-started",
+        "wisdm",
+        "models",
+        "boston311",
+        "scientific-stack",
+    }
