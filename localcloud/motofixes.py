@@ -107,8 +107,105 @@ def look_up_tags_by_resource() -> None:
     TaggedEC2Resource._ec2hub_direct_tags = True
 
 
+def byte_span(header: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte that S3 serves for one Range header on an object of `size` bytes.
+
+    None for anything but one satisfiable range (several ranges, a malformed or unsatisfiable
+    one): those keep moto's own answer.
+    """
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.partition("-")
+    if unit.strip() != "bytes" or not dash or "," in spec:
+        return None
+    try:
+        begin = int(first) if first.strip() else None
+        end = int(last) if last.strip() else None
+    except ValueError:
+        return None
+    if begin is None:  # a suffix: the last `end` bytes
+        if not end:
+            return None
+        begin, end = max(size - end, 0), size - 1
+    elif end is None or end >= size:
+        end = size - 1
+    if begin < 0 or begin > end:
+        return None
+    return begin, end
+
+
+class _KeyRange:
+    """A stored object as GetObject sees it, whose value is only the requested bytes."""
+
+    def __init__(self, key, header: str) -> None:
+        self._key = key
+        self._header = header
+        self.span: tuple[int, int] | None = None
+
+    def __getattr__(self, name):
+        return getattr(self._key, name)
+
+    @property
+    def value(self) -> bytes:
+        self.span = byte_span(self._header, self._key.size)
+        if self.span is None:
+            return self._key.value
+        begin, end = self.span
+        # The same lock and buffer (memory, or a temporary file for large objects) as moto's own read.
+        with self._key.lock:
+            self._key._value_buffer.seek(begin)
+            return self._key._value_buffer.read(end - begin + 1)
+
+
+def serve_ranges_from_the_range() -> None:
+    """Answer a ranged GetObject by reading the range, not the whole object.
+
+    moto reads every object whole for a GET and then cuts the range out of it, so a Parquet
+    reader asking for one column chunk of a 128 MB file made the local cloud read and copy
+    128 MB. S3 reads what was asked. Here GetObject with one byte range reads those bytes from
+    the stored object and answers 206 with the headers moto would give; anything else (no
+    range, several ranges, an unsatisfiable one, a part number) keeps moto's own answer.
+    """
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_object
+    if getattr(original, "_ec2hub", False):
+        return
+
+    def get_object(response):
+        header = response.headers.get("range") or ""
+        if not header or "partNumber" in response.querystring:
+            return original(response)
+        stored = []
+
+        def get_key(*args, **kwargs):
+            key, not_modified = S3Response._get_key(response, *args, **kwargs)
+            stored.append(_KeyRange(key, header))
+            return stored[-1], not_modified
+
+        response._get_key = get_key
+        try:
+            status, headers, body = original(response)
+        finally:
+            del response._get_key
+        span = stored[0].span if stored else None
+        if status != 200 or span is None:
+            return status, headers, body
+        begin, end = span
+        size = stored[0].size
+        if begin or end < size - 1:  # S3 returns no checksum for part of an object
+            for name in [h for h in headers if h.lower().startswith("x-amz-checksum-")]:
+                del headers[name]
+        headers["content-range"] = f"bytes {begin}-{end}/{size}"
+        headers["content-length"] = str(len(body))
+        return 206, headers, body
+
+    get_object._ec2hub = True
+    S3Response.get_object = get_object
+
+
 def apply() -> None:
     look_up_tags_by_resource()
     skip_checks_moto_cannot_make()
     accept_modified_user_data()
     authorize_instance_profile_actions_on_the_profile()
+    serve_ranges_from_the_range()
