@@ -92,6 +92,18 @@ def test_pandas_reads_and_writes_the_users_prefix_with_no_credential_setup(kerne
     assert result.stdout.split() == [f"s3://{bucket}/users/alice/x.parquet", "6"]
 
 
+def test_s3_reads_in_a_kernel_have_requests_in_flight_for_the_instance(kernels):
+    """The bootstrap sizes pyarrow's S3 client (pandas and pyarrow.dataset on s3://) to the instance."""
+    result = kernels["alice"].run(
+        "import json, os, pyarrow as pa\n"
+        "print(json.dumps([pa.io_thread_count(), os.environ.get('ARROW_IO_THREADS')]))\n"
+    )
+    assert result.ok, result.errors
+    threads, setting = json.loads(result.stdout.strip().splitlines()[-1])
+    assert setting is not None and threads == int(setting)
+    assert threads >= 16, "more requests in flight than pyarrow's own 8"
+
+
 def test_alice_cannot_touch_bobs_prefix_nor_write_shared(kernels):
     outcome = probe(
         kernels["alice"],

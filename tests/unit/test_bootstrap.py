@@ -1,5 +1,6 @@
 """The image's bootstrap, where it decides alone: without FUSE the server still starts, with a note;
-the S3 folders are links to hidden mount points, so JupyterLab shows when they were mounted."""
+the S3 folders are links to hidden mount points, so JupyterLab shows when they were mounted; s3://
+reads get requests in flight for the instance's size."""
 
 from __future__ import annotations
 
@@ -84,3 +85,9 @@ def test_each_boot_links_again_and_an_old_mount_point_is_replaced_its_files_kept
     bootstrap.mount_point(str(home), "s3")
     assert (home / "s3").lstat().st_mtime > time.time() - 60, "the next boot makes the link again"
     assert {p.name for p in home.iterdir()} == {bootstrap.MOUNTS_DIR, "s3", "shared", aside.name}
+
+
+@pytest.mark.parametrize("vcpus, threads", [(1, 16), (2, 16), (4, 32), (8, 64), (96, 64)])
+def test_s3_reads_get_requests_in_flight_for_the_instances_size(bootstrap, vcpus, threads):
+    # pyarrow's own S3 client (pandas and pyarrow.dataset on s3:// URLs) runs a request per I/O thread.
+    assert bootstrap.read_defaults(vcpus) == {"ARROW_IO_THREADS": str(threads)}
