@@ -63,6 +63,7 @@ def configure(c: Config, settings: Settings) -> None:
     c.EC2Spawner.image_id = settings.ami_id
     c.EC2Spawner.subnet_ids = list(settings.subnet_ids)
     c.EC2Spawner.security_group_ids = list(settings.security_group_ids)
+    c.EC2Spawner.cluster_security_group_ids = list(settings.cluster_security_group_ids)
     c.EC2Spawner.hub_id = settings.hub_id
     c.EC2Spawner.bucket = settings.bucket
     c.EC2Spawner.user_boundary_arn = settings.user_boundary_arn

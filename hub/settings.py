@@ -140,6 +140,8 @@ class Settings:
     ami_id: str = ""
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
+    # Groups Dask schedulers and workers carry beside security_group_ids (cluster traffic).
+    cluster_security_group_ids: tuple[str, ...] = ()
     bucket: str = ""
     user_boundary_arn: str = ""
     # EC2Spawner options, None where the environment does not set them: the spawner's own defaults
@@ -208,6 +210,7 @@ class Settings:
             ami_id=env.get("EC2HUB_AMI_ID", ""),
             subnet_ids=parse_list(env.get("EC2HUB_SUBNET_IDS", "")),
             security_group_ids=parse_list(env.get("EC2HUB_SECURITY_GROUP_IDS", "")),
+            cluster_security_group_ids=parse_list(env.get("EC2HUB_CLUSTER_SECURITY_GROUP_IDS", "")),
             bucket=env.get("EC2HUB_BUCKET", ""),
             user_boundary_arn=env.get("EC2HUB_USER_BOUNDARY_ARN", ""),
             instance_type=env.get("EC2HUB_INSTANCE_TYPE") or None,

@@ -107,6 +107,16 @@ class EC2SpawnerConfig(LoggingConfigurable):
         Example: `c.EC2Spawner.subnet_ids = ["subnet-aaa", "subnet-bbb"]`
         """,
     )
+    cluster_security_group_ids = List(
+        Unicode(),
+        config=True,
+        help="""Security groups that Dask schedulers and workers carry beside `security_group_ids`: the
+        traffic among a cluster's instances and from the hub to its schedulers. User servers never carry
+        them, so they accept no traffic from other users' instances.
+
+        Example: `c.EC2Spawner.cluster_security_group_ids = ["sg-0456"]`
+        """,
+    )
     security_group_ids = List(
         Unicode(),
         config=True,

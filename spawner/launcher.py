@@ -56,6 +56,8 @@ class LaunchSettings:
     bucket: str
     user_boundary_arn: str
     volume_size: int = 50
+    # Groups that Dask schedulers and workers carry beside security_group_ids (their traffic).
+    cluster_security_group_ids: tuple[str, ...] = ()
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     profile_propagation_timeout: float = 60.0
 
@@ -66,6 +68,7 @@ class LaunchSettings:
         values = {f.name: options[f.name] for f in fields(cls) if f.name in options}
         values["subnet_ids"] = tuple(values.get("subnet_ids", ()))
         values["security_group_ids"] = tuple(values.get("security_group_ids", ()))
+        values["cluster_security_group_ids"] = tuple(values.get("cluster_security_group_ids", ()))
         values["extra_tags"] = dict(values.get("extra_tags", {}))
         return cls(**values)
 
@@ -150,6 +153,12 @@ class Launcher:
             tags.update(request.owner.tags())
         return tags
 
+    def security_groups_for(self, purpose: str) -> list[str]:
+        groups = list(self.settings.security_group_ids)
+        if purpose in ("dask-scheduler", "dask-worker"):
+            groups += self.settings.cluster_security_group_ids
+        return groups
+
     async def launch(self, request: Launch) -> dict:
         """RunInstances in the first subnet with capacity for the type; the instance as EC2 returned it."""
         if not self.settings.subnet_ids:
@@ -163,9 +172,10 @@ class Launcher:
             "InstanceType": request.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
-            "SecurityGroupIds": list(self.settings.security_group_ids),
+            "SecurityGroupIds": self.security_groups_for(request.purpose),
             "UserData": request.user_data,
-            "InstanceInitiatedShutdownBehavior": "stop",
+            # A shutdown from inside keeps a home's disk; anything else ends with it.
+            "InstanceInitiatedShutdownBehavior": "stop" if request.purpose in KEEPS_DISK else "terminate",
             "MetadataOptions": {
                 "HttpTokens": "required",
                 "HttpEndpoint": "enabled",

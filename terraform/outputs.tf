@@ -19,8 +19,13 @@ output "subnet_ids" {
 }
 
 output "security_group_ids" {
-  description = "EC2HUB_SECURITY_GROUP_IDS: the groups of every instance the hub launches: the user group (8888 from the hub only), then the cluster group (Dask among them, schedulers from the hub)."
+  description = "EC2HUB_SECURITY_GROUP_IDS: the groups of every instance the hub launches: the user group (8888 from the hub only)."
   value       = module.hub.instance_security_group_ids
+}
+
+output "cluster_security_group_id" {
+  description = "EC2HUB_CLUSTER_SECURITY_GROUP_IDS: the group Dask schedulers and workers carry beside the user group (Dask among them, schedulers from the hub)."
+  value       = module.hub.cluster_security_group_id
 }
 
 output "bucket" {

@@ -20,8 +20,9 @@ from urllib.parse import urlparse
 from traitlets.config import Config
 
 from hub.gateway.limits import limits_for
+from hub.gateway.routes import KEY_VARIABLE
 from hub.instances import AWS_VARIABLES, configured_profiles
-from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
+from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, read_or_create_secret
 from spawner.launcher import LaunchSettings
 
 SERVICE_NAME = "dask-gateway"
@@ -85,8 +86,8 @@ def limits_setting(env: Mapping[str, str], name: str, *, grouped: bool) -> dict:
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in per_group.values()):
             raise ValueError("not a JSON object" + (" of objects" if grouped else ""))
         for limits in per_group.values():
-            if not all(isinstance(n, int | float) and n >= 0 for n in limits.values()):
-                raise ValueError("limits are numbers, 0 or more")
+            if not all(isinstance(n, int | float) and n >= 1 for n in limits.values()):
+                raise ValueError("limits are numbers, 1 or more")
         limits_for(per_group, {}, per_group)
     except ValueError as e:
         raise SettingsError(f"{name}: {e}") from None
@@ -111,17 +112,12 @@ def gateway_enabled(env: Mapping[str, str]) -> bool:
     return value == "on"
 
 
-def encryption_key(settings: Settings) -> str:
-    """The key that encrypts clusters' TLS keys and tokens in the gateway's database: made once,
-    kept with the hub's other secrets, so a restarted gateway reads its clusters again."""
-    from cryptography.fernet import Fernet
-
-    path = settings.state_dir / "hub" / "dask-gateway-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_bytes(Fernet.generate_key())
-    return path.read_text().strip()
+def gateway_secret(settings: Settings, name: str) -> str:
+    """A secret of the gateway's, made once and kept with the hub's other secrets: the key that
+    encrypts clusters' TLS keys and tokens in its database (so a restarted gateway reads its clusters
+    again), and the key of its dashboards' paths (hub/gateway/routes.py)."""
+    # 32 characters: what dask-gateway takes as a 32-byte key.
+    return read_or_create_secret(settings.state_dir / "hub" / name, length=24)
 
 
 def configure_gateway_service(
@@ -148,9 +144,17 @@ def configure_gateway_service(
         "idle_timeout_min": seconds_setting(env, "EC2HUB_DASK_IDLE_TIMEOUT_MIN", 60.0),
         "status_period": seconds_setting(env, "EC2HUB_DASK_STATUS_PERIOD", 5.0),
     }
+    shortest_lifetime = min(
+        limits_for(groups, spec["limits"], spec["group_limits"])["max_lifetime"]
+        for groups in ([], *[[g] for g in spec["group_limits"]])
+    )
+    if shortest_lifetime < spec["idle_timeout_min"]:
+        raise SettingsError("A cluster's max_lifetime must be at least EC2HUB_DASK_IDLE_TIMEOUT_MIN")
     environment = {name: env[name] for name in AWS_VARIABLES if env.get(name)}
     environment["EC2HUB_GATEWAY_SPEC"] = json.dumps(spec, default=sorted)
-    environment["DASK_GATEWAY_ENCRYPT_KEYS"] = encryption_key(settings)
+    environment["DASK_GATEWAY_ENCRYPT_KEYS"] = gateway_secret(settings, "dask-gateway-key")
+    route_key = gateway_secret(settings, "dask-dashboard-route-key")
+    environment[KEY_VARIABLE] = route_key
     # No route from the hub's proxy: user servers and cluster instances reach the gateway directly,
     # and people reach dashboards through the dashboards service, which checks whose they are.
     c.JupyterHub.services.append(
@@ -170,7 +174,10 @@ def configure_gateway_service(
             "command": [sys.executable, "-m", "hub.gateway.dashboards"],
             "cwd": str(REPO_ROOT),
             "url": f"http://127.0.0.1:{dashboards_port}",
-            "environment": {"EC2HUB_GATEWAY_API_URL": f"http://{local_gateway}{PREFIX}/api"},
+            "environment": {
+                "EC2HUB_GATEWAY_API_URL": f"http://{local_gateway}{PREFIX}/api",
+                KEY_VARIABLE: route_key,
+            },
             # The token people sign in with also asks the gateway, as them, whose a cluster is.
             "oauth_client_allowed_scopes": [ACCESS_SCOPE],
             "oauth_no_confirm": True,

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shlex
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -33,6 +35,7 @@ from traitlets import Dict, Integer, List, Type, Unicode, default
 from traitlets import Float as FloatTrait
 
 from hub.gateway.limits import DEFAULT_LIMITS, limits_for
+from hub.gateway.routes import KEY_VARIABLE, dashboard_path
 from spawner import aws
 from spawner.identity import UserNames
 from spawner.launcher import Launch, Launcher, LaunchSettings
@@ -160,6 +163,21 @@ class EC2Backend(DBBackendBase):
     )
     hub_api_url = Unicode(help="The hub's API (default: $JUPYTERHUB_API_URL).", config=True)
     hub_api_token = Unicode(help="The gateway service's hub token (default: $JUPYTERHUB_API_TOKEN).")
+    dashboard_route_key = Unicode(
+        help=f"The key of the dashboards' paths on the gateway's proxy (default: ${KEY_VARIABLE})."
+    )
+    recent_launch_grace = FloatTrait(
+        300.0,
+        help="""Seconds a cluster instance is left alone by the orphan sweep after its launch (a cluster
+        created while the sweep lists instances is not in its list of live clusters).""",
+        config=True,
+    )
+
+    @default("dashboard_route_key")
+    def _default_dashboard_route_key(self) -> str:
+        import os
+
+        return os.environ.get(KEY_VARIABLE, "")
 
     # An EC2 instance boots in a minute or two, more when capacity is retried: the gateway's own
     # default (60 s from submission to the first heartbeat) would fail clusters that are fine.
@@ -250,6 +268,8 @@ class EC2Backend(DBBackendBase):
 
     def configuration(self, options: Any, user: Any) -> dict[str, Any]:
         """The cluster's configuration from the user's (validated) options and their groups' limits."""
+        if not math.isfinite(options.idle_timeout):
+            raise ValueError("idle_timeout must be a number of seconds")
         size = next(p for p in self.allowed_sizes(user.groups) if p.slug == options.worker_size)
         if options.spot and not size.spot:
             raise ValueError(f"Size {size.slug} is not offered on spot; choose spot=False or another size.")
@@ -395,6 +415,12 @@ class EC2Backend(DBBackendBase):
         owner_id = await self.launcher.owner_id(cluster.username)
         if owner_id is None:
             raise RuntimeError(f"user {cluster.username} has no account role any more")
+        started_as = (cluster.state or {}).get("owner_id") if purpose == "dask-worker" else None
+        if started_as and started_as != owner_id:
+            # The account was deleted and its name used again: the old cluster is not the new one's.
+            raise RuntimeError(
+                f"cluster {cluster.name} belongs to an earlier account named {cluster.username}"
+            )
         user_data = render_user_data(
             {
                 "EC2HUB_SETTINGS_PARAMETER": self.parameter(cluster),
@@ -482,21 +508,44 @@ class EC2Backend(DBBackendBase):
                 return
         await super().on_cluster_heartbeat(cluster_name, msg)
 
+    # -- the gateway's proxy --------------------------------------------------------------------
+
+    async def _check_cluster_proxied(self, cluster: Any) -> None:
+        """The scheduler's TLS route by the cluster's name, as the gateway makes it; the dashboard
+        under a keyed path only the dashboards service can name (hub/gateway/routes.py), instead
+        of the gateway's /clusters/<name>/, which anyone reaching the proxy could open."""
+        if cluster.added_to_proxies:
+            return
+        if cluster.dashboard_address and self.dashboard_route_key:
+            path = dashboard_path(self.dashboard_route_key, cluster.name)
+            await self.proxy.add_route(kind="PATH", path=path, target=cluster.dashboard_address)
+        await self.proxy.add_route(kind="SNI", sni=cluster.name, target=cluster.scheduler_address)
+        cluster.added_to_proxies = True
+
+    async def _cluster_to_stopped(self, cluster: Any) -> None:
+        await super()._cluster_to_stopped(cluster)
+        if self.dashboard_route_key:
+            await self.proxy.remove_route(
+                kind="PATH", path=dashboard_path(self.dashboard_route_key, cluster.name)
+            )
+
     async def do_stop_cluster(self, cluster: Any) -> None:
         state = cluster.state or {}
         owner_id = state.get("owner_id")
-        if owner_id:
-            ids = []
-            for purpose in CLUSTER_PURPOSES:
-                expected = self.expected_tags(cluster, owner_id, purpose)
-                ids += [
+        try:
+            if owner_id:
+                found = await self.cluster_instances(cluster.name)
+                ids = [
                     i["InstanceId"]
-                    for i in await self.cluster_instances(cluster.name)
-                    if is_owned(i, expected)
+                    for purpose in CLUSTER_PURPOSES
+                    for i in found
+                    if is_owned(i, self.expected_tags(cluster, owner_id, purpose))
                 ]
-            await self.launcher.terminate(ids)
-            self.log.info("Cluster %s: terminated %s", cluster.name, ", ".join(ids) or "nothing")
-        await self.withdraw_settings(cluster)
+                await self.launcher.terminate(ids)
+                self.log.info("Cluster %s: terminated %s", cluster.name, ", ".join(ids) or "nothing")
+        finally:
+            # The token and TLS key go whatever happened to the instances (the sweep ends those).
+            await self.withdraw_settings(cluster)
 
     async def do_check_clusters(self, clusters: list) -> list[bool]:
         states = await self.instance_states([(c.state or {}).get("instance_id") for c in clusters])
@@ -577,11 +626,22 @@ class EC2Backend(DBBackendBase):
 
     async def watch_once(self) -> list[str]:
         """Stop the clusters past their lifetime or whose user has no server running; terminate
-        cluster instances of no live cluster. Returns the names of the clusters stopped."""
+        cluster instances of no live cluster. Returns the names of the clusters stopped. Each step
+        runs whatever happened to the one before."""
+        stopped: list[str] = []
+        for step in (self.stop_expired, self.stop_serverless, self.terminate_strays):
+            try:
+                stopped += await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("Cluster watch: %s failed", step.__name__)
+        return stopped
+
+    async def stop_expired(self) -> list[str]:
         stopped = []
         now = timestamp()
-        active = self.db.active_clusters()
-        for cluster in list(active):
+        for cluster in list(self.db.active_clusters()):
             lifetime = cluster.config.get("max_lifetime")
             if lifetime and now - cluster.start_time > lifetime * 1000:
                 self.log.info(
@@ -589,22 +649,35 @@ class EC2Backend(DBBackendBase):
                 )
                 await self.stop_cluster(cluster.name)
                 stopped.append(cluster.name)
+        return stopped
+
+    async def stop_serverless(self) -> list[str]:
+        stopped = []
         for username in sorted({c.username for c in self.db.active_clusters()}):
             if not await self.has_server(username):
                 for cluster in self.db.list_clusters(username=username):
                     self.log.info("Cluster %s: its user %s has no server running", cluster.name, username)
                     await self.stop_cluster(cluster.name)
                     stopped.append(cluster.name)
+        return stopped
+
+    async def terminate_strays(self) -> list[str]:
+        found = await self.cluster_instances()
+        # Live clusters as they are once EC2 has answered, and a grace after each launch: a cluster
+        # created meanwhile is not a stray.
         live = {c.name for c in self.db.active_clusters()}
+        now = time.time()
         orphans = [
             i["InstanceId"]
-            for i in await self.cluster_instances()
-            if tags_of(i).get(TAG_CLUSTER) not in live and i["State"]["Name"] != "stopping"
+            for i in found
+            if tags_of(i).get(TAG_CLUSTER) not in live
+            and i["State"]["Name"] != "stopping"
+            and now - i["LaunchTime"].timestamp() > self.recent_launch_grace
         ]
         if orphans:
             self.log.warning("Terminating cluster instances of no live cluster: %s", ", ".join(orphans))
             await self.launcher.terminate(orphans)
-        return stopped
+        return []
 
     async def has_server(self, username: str) -> bool:
         """Whether the hub has a server of the user running or starting (False for a deleted user)."""

@@ -6,6 +6,7 @@ import contextlib
 import html
 import json
 import os
+import random
 import re
 import socket
 import time
@@ -25,21 +26,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Ports for the stacks' listeners come from below the kernel's ephemeral range (32768-60999 here):
+# a port picked from that range can be taken by an outgoing connection before the stack binds it.
+LISTEN_PORTS = (20000, 32000)
+
+
+def listen_port() -> int:
+    """A port for a stack's listener: free now, outside the range outgoing connections draw from."""
+    while True:
+        port = random.randrange(*LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
 def stack_env(state_dir: Path, subnet_base: int) -> dict[str, str]:
     """Environment of a stack of its own: own ports, own state, own subnets (so its instance
     addresses never meet those of a `make up` running beside the tests)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EC2HUB_", "AWS_"))}
     env.update(
         EC2HUB_STATE_DIR=str(state_dir),
-        EC2HUB_PORT=str(free_port()),
-        EC2HUB_HUB_PORT=str(free_port()),
-        EC2HUB_PROXY_API_PORT=str(free_port()),
-        EC2HUB_INSTANCES_PORT=str(free_port()),
-        EC2HUB_GATEWAY_PORT=str(free_port()),
-        EC2HUB_GATEWAY_TCP_PORT=str(free_port()),
-        EC2HUB_GATEWAY_API_PORT=str(free_port()),
-        EC2HUB_DASHBOARDS_PORT=str(free_port()),
-        EC2HUB_AWS_PORT=str(free_port()),
+        EC2HUB_PORT=str(listen_port()),
+        EC2HUB_HUB_PORT=str(listen_port()),
+        EC2HUB_PROXY_API_PORT=str(listen_port()),
+        EC2HUB_INSTANCES_PORT=str(listen_port()),
+        EC2HUB_GATEWAY_PORT=str(listen_port()),
+        EC2HUB_GATEWAY_TCP_PORT=str(listen_port()),
+        EC2HUB_GATEWAY_API_PORT=str(listen_port()),
+        EC2HUB_DASHBOARDS_PORT=str(listen_port()),
+        EC2HUB_AWS_PORT=str(listen_port()),
         EC2HUB_LOCAL_SUBNETS=f"127.0.{subnet_base}.0/24,127.0.{subnet_base + 1}.0/24",
     )
     return env

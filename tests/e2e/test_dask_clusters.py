@@ -190,7 +190,7 @@ def test_bob_can_neither_see_nor_reach_nor_change_alices_cluster(stack, alice, b
     tried = run(
         bob,
         f"""
-        import json
+        import json, os
         from dask_gateway import Gateway
         from distributed import Client
         from distributed.security import Security
@@ -208,6 +208,9 @@ def test_bob_can_neither_see_nor_reach_nor_change_alices_cluster(stack, alice, b
             "stop": outcome(lambda: gateway.stop_cluster("{name}")),
             "scheduler": outcome(lambda: Client("tls://{scheduler["PrivateIpAddress"]}:8786",
                                                 security=Security.temporary(), timeout=10)),
+            # The gateway's proxy itself, which his server reaches, with the cluster's name.
+            "proxy": __import__("requests").get(
+                os.environ["DASK_GATEWAY__ADDRESS"] + "/clusters/{name}/status", timeout=10).status_code,
         }}))
         """,
     )
@@ -215,6 +218,7 @@ def test_bob_can_neither_see_nor_reach_nor_change_alices_cluster(stack, alice, b
     for action in ("connect", "scale", "stop"):
         assert "lacks permissions" in tried[action] or "Forbidden" in tried[action], tried
     assert tried["scheduler"] != "allowed"
+    assert tried["proxy"] == 404
     # Nor its dashboard, signed in or not, even with the link.
     dashboard = f"{stack.settings.url}/services/dask-dashboards/clusters/{name}/status"
     assert approved_user(stack, "bob").session.get(dashboard, timeout=30).status_code == 404

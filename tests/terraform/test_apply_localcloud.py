@@ -62,6 +62,7 @@ def test_root_module(outputs, stack):
     env = outputs["hub_environment"]
     assert env["EC2HUB_SUBNET_IDS"].split(",") == outputs["subnet_ids"]
     assert env["EC2HUB_SECURITY_GROUP_IDS"].split(",") == outputs["security_group_ids"]
+    assert env["EC2HUB_CLUSTER_SECURITY_GROUP_IDS"] == outputs["cluster_security_group_id"]
     assert (env["EC2HUB_GATEWAY_PORT"], env["EC2HUB_GATEWAY_TCP_PORT"]) == ("8183", "8184")
     # Sign-in throttling believes the client address only the load balancer's subnets forward.
     proxies = [ipaddress.ip_network(n.strip()) for n in env["EC2HUB_TRUSTED_PROXIES"].split(",")]
@@ -76,7 +77,7 @@ def test_root_module(outputs, stack):
         f"127.0.{SUBNET_BASE + 1}.0/24",
     ]
     assert len({s["AvailabilityZone"] for s in subnets}) == 2
-    users_group, cluster_group = outputs["security_group_ids"]
+    [users_group], cluster_group = outputs["security_group_ids"], outputs["cluster_security_group_id"]
     groups = {
         g["GroupId"]: g
         for g in ec2.describe_security_groups(GroupIds=[users_group, cluster_group])["SecurityGroups"]

@@ -15,6 +15,7 @@ from dask_gateway_server.workqueue import WorkQueue
 from hub.gateway import configure_gateway_service
 from hub.gateway.backend import EC2Backend
 from hub.gateway.limits import DEFAULT_LIMITS, limits_for
+from hub.gateway.routes import dashboard_path
 from hub.instances.inventory import instance_rows
 from spawner.launcher import Launcher
 from spawner.profiles import DEFAULT_PROFILES, Profile
@@ -142,11 +143,11 @@ async def test_the_watch_ends_clusters_past_their_lifetime_or_of_users_without_a
 
 
 async def test_the_watch_terminates_cluster_instances_of_no_live_cluster_and_only_this_hubs(account):
-    backend = backend_for(account)
+    backend = backend_for(account, recent_launch_grace=0)
     backend.servers_running = {"alice"}
     await Launcher(settings_for(account)).ensure_identity("alice", [])
     live = add_cluster(backend, "alice")
-    gone = SimpleNamespace(name="0" * 32, username="alice")
+    gone = SimpleNamespace(name="0" * 32, username="alice", state={})
     kept, _ = await backend.launch(live, "dask-worker", "t3.medium", ["dask", "worker"], "w1")
     orphan, _ = await backend.launch(gone, "dask-worker", "t3.medium", ["dask", "worker"], "w2")
     elsewhere = backend_for(account)
@@ -280,3 +281,25 @@ async def test_a_first_heartbeat_naming_addresses_off_the_schedulers_instance_is
         assert cluster.dashboard_address == cluster.api_address == ""
     await backend.on_cluster_heartbeat(cluster.name, beat)
     assert cluster.dashboard_address == "http://10.0.3.7:8787"
+
+
+async def test_a_dashboard_is_routed_under_a_keyed_path_not_under_the_clusters_name():
+    class Routes:
+        def __init__(self) -> None:
+            self.routes: dict = {}
+
+        async def add_route(self, kind, sni=None, path=None, target=None):
+            self.routes[(kind, sni or path)] = target
+
+        async def remove_route(self, kind, sni=None, path=None):
+            self.routes.pop((kind, sni or path), None)
+
+    backend = backend_for(dashboard_route_key="k" * 32)
+    backend.proxy = Routes()
+    cluster = add_cluster(backend, "alice")
+    cluster.dashboard_address, cluster.scheduler_address = "http://10.0.3.7:8787", "tls://10.0.3.7:8786"
+    await backend._check_cluster_proxied(cluster)
+    paths = {name for kind, name in backend.proxy.routes if kind == "PATH"}
+    assert paths == {dashboard_path("k" * 32, cluster.name)}
+    assert not [p for p in paths if cluster.name in p], "the name alone finds no dashboard"
+    assert backend.proxy.routes[("SNI", cluster.name)] == "tls://10.0.3.7:8786"

@@ -156,3 +156,26 @@ async def test_without_subnets_or_identity_settings_the_message_says_what_to_set
         await launcher.launch(request(None, purpose="pool"))
     with pytest.raises(LaunchConfigError, match="bucket"):
         await Launcher(settings_for(account, bucket="")).ensure_identity("alice", [])
+
+
+async def test_cluster_instances_alone_carry_the_cluster_groups_and_end_when_shut_down_from_inside(account):
+    launcher = Launcher(settings_for(account, cluster_security_group_ids=("sg-cluster",)))
+    assert launcher.security_groups_for("server") == [account.group]
+    assert launcher.security_groups_for("pool") == [account.group]
+    assert launcher.security_groups_for("dask-worker") == [account.group, "sg-cluster"]
+    assert launcher.security_groups_for("dask-scheduler") == [account.group, "sg-cluster"]
+    calls = []
+
+    async def record(operation, **kwargs):
+        calls.append(kwargs)
+        return {"Instances": [{"InstanceId": "i-1"}]} if operation == "run_instances" else {"Images": []}
+
+    launcher.call = record
+    for purpose, owner in (("dask-worker", None), ("pool", None)):
+        await launcher.launch(
+            Launch(purpose=purpose, instance_type="t3.medium", user_data="", name="x", owner=owner)
+        )
+    behaviours = [
+        c["InstanceInitiatedShutdownBehavior"] for c in calls if "InstanceInitiatedShutdownBehavior" in c
+    ]
+    assert behaviours == ["terminate", "stop"], "a home's disk is kept, a worker's is not"

@@ -42,14 +42,16 @@ locals {
     if from <= local.peer_range_ends[i]
   }
 
-  # The launcher gives every instance it starts the same groups (EC2HUB_SECURITY_GROUP_IDS), whatever
-  # its purpose: user servers, the hot pool, Dask schedulers and workers, jobs all carry both.
-  instance_security_group_ids = [aws_security_group.users.id, aws_security_group.cluster.id]
+  # Every instance the launcher starts carries the user group (EC2HUB_SECURITY_GROUP_IDS); Dask
+  # schedulers and workers carry the cluster group too (EC2HUB_CLUSTER_SECURITY_GROUP_IDS), so that
+  # user servers never accept each other's traffic, only the hub's.
+  instance_security_group_ids = [aws_security_group.users.id]
 
   environment = merge(var.hub_environment, {
-    EC2HUB_SECURITY_GROUP_IDS = join(",", local.instance_security_group_ids)
-    EC2HUB_GATEWAY_PORT       = tostring(local.gateway_ports.http)
-    EC2HUB_GATEWAY_TCP_PORT   = tostring(local.gateway_ports.tcp)
+    EC2HUB_SECURITY_GROUP_IDS         = join(",", local.instance_security_group_ids)
+    EC2HUB_CLUSTER_SECURITY_GROUP_IDS = aws_security_group.cluster.id
+    EC2HUB_GATEWAY_PORT               = tostring(local.gateway_ports.http)
+    EC2HUB_GATEWAY_TCP_PORT           = tostring(local.gateway_ports.tcp)
   })
 }
 
@@ -81,7 +83,7 @@ resource "aws_security_group" "hub" {
 }
 
 resource "aws_security_group" "users" {
-  #checkov:skip=CKV2_AWS_5:Attached at launch: the hub gives it to every instance it starts (EC2HUB_SECURITY_GROUP_IDS), no Terraform resource.
+  #checkov:skip=CKV2_AWS_5:Attached at launch by the hub (EC2HUB_SECURITY_GROUP_IDS, EC2HUB_CLUSTER_SECURITY_GROUP_IDS), no Terraform resource.
   name_prefix = "${var.name}-users-"
   description = "ec2hub user instances: the server port, from the hub only"
   vpc_id      = var.vpc_id
@@ -101,7 +103,7 @@ resource "aws_security_group" "users" {
 # and schedulers' APIs stay reachable from the hub only. A group per purpose needs the launcher to take
 # groups per purpose first.
 resource "aws_security_group" "cluster" {
-  #checkov:skip=CKV2_AWS_5:Attached at launch: the hub gives it to every instance it starts (EC2HUB_SECURITY_GROUP_IDS), no Terraform resource.
+  #checkov:skip=CKV2_AWS_5:Attached at launch by the hub (EC2HUB_SECURITY_GROUP_IDS, EC2HUB_CLUSTER_SECURITY_GROUP_IDS), no Terraform resource.
   name_prefix = "${var.name}-cluster-"
   description = "ec2hub Dask clusters: TLS Dask among user instances, scheduler ports from the hub"
   vpc_id      = var.vpc_id

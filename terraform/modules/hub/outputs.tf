@@ -4,12 +4,12 @@ output "user_security_group_id" {
 }
 
 output "cluster_security_group_id" {
-  description = "Security group of Dask cluster traffic, which every launched instance carries beside the user group."
+  description = "Security group of Dask cluster traffic (EC2HUB_CLUSTER_SECURITY_GROUP_IDS), which Dask schedulers and workers carry beside the user group."
   value       = aws_security_group.cluster.id
 }
 
 output "instance_security_group_ids" {
-  description = "Security groups of every instance the hub launches (EC2HUB_SECURITY_GROUP_IDS): the user group, then the cluster group."
+  description = "Security groups of every instance the hub launches (EC2HUB_SECURITY_GROUP_IDS): the user group."
   value       = local.instance_security_group_ids
 }
 
