@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml images/user/requirements.txt
 	$(VENV)/bin/pip install --quiet -e '.[local]' -r images/user/requirements.txt
 	touch $@
 
+# The local cloud's instances boot a thin venv over .venv whose users' own packages (`pip install
+# --user`, `%pip install`) land in their homes, as on the AMI (localcloud/ami.py).
+$(VENV)/ami/.built: $(VENV)/.installed localcloud/ami.py
+	$(PY) -m localcloud.ami
+
 # JupyterLab's settings that the hub decides for every user (no question about Jupyter news): the
 # same file the user image and the AMI install. Copied on its own, so a change to it reinstalls nothing.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
@@ -59,7 +64,7 @@ system-packages-test: system-packages
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
 
-install: system-packages $(VENV)/.installed $(LAB_OVERRIDES) node_modules/.installed
+install: system-packages $(VENV)/.installed $(VENV)/ami/.built $(LAB_OVERRIDES) node_modules/.installed
 
 install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov/.installed
 

@@ -27,6 +27,12 @@ def _settings_for_moto() -> None:
     os.environ["MOTO_AMIS_PATH"] = str(Path(__file__).with_name("no-default-amis.json"))
 
 
+def _default_ami_bin() -> Path:
+    """The instances boot the venv's AMI (localcloud/ami.py: users' own packages kept) when built."""
+    ami = Path(sys.prefix) / "ami" / "bin"
+    return ami if (ami / "python").exists() else Path(sys.executable).parent
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__)
@@ -54,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ami-bin",
         type=Path,
-        default=Path(sys.executable).parent,
+        default=_default_ami_bin(),
         help="bin folder of the user environment the instances boot (the local 'AMI')",
     )
     return parser.parse_args(argv)

@@ -1,9 +1,11 @@
-"""Sizes through the hub: forged choices are refused before anything is created; resize on resume."""
+"""Sizes through the hub: forged choices are refused before anything is created; resize on resume,
+with the user's own packages kept."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.e2e.kernel import Kernel
 from tests.e2e.stack import approved_user, aws_client, instances_of, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -75,12 +77,47 @@ def test_forged_form_gets_400_with_the_form_and_launches_nothing(stack, nico):
     assert instances_of(aws_client(stack, "ec2"), "nico") == []
 
 
-def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size(stack, alice):
+# A small package that is not in the image, from the index the image installs from.
+OWN_PACKAGE = "tabulate==0.9.0"
+IMPORT_OWN = "import tabulate, sys; print(tabulate.__version__, tabulate.__file__, sys.executable)"
+
+
+def own_package(stack, alice) -> str:
+    """Where the kernel imports the user's own package from (its version and file)."""
+    kernel = Kernel(stack.settings.url, "alice", alice.token("alice"))
+    try:
+        ran = kernel.run(IMPORT_OWN)
+    finally:
+        kernel.shutdown()
+    assert ran.ok, ran.errors
+    return ran.stdout
+
+
+def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size_and_own_packages(stack, alice):
     ec2 = aws_client(stack, "ec2")
     assert alice.api("POST", "/users/alice/server", json={"size": "small"}).status_code in (201, 202)
     alice.wait_ready("alice")
     [first] = instances_of(ec2, "alice")
     assert first["InstanceType"] == "t3.medium"
+    kernel = Kernel(stack.settings.url, "alice", alice.token("alice"), timeout=300)
+    try:
+        assert not kernel.run(IMPORT_OWN).ok, "the package is not in the image"
+        installed = kernel.run(
+            "import subprocess, sys\n"
+            "pip = [sys.executable, '-m', 'pip', 'install', '--user', '--quiet']\n"
+            f"done = subprocess.run(pip + [{OWN_PACKAGE!r}], capture_output=True, text=True)\n"
+            "print(done.returncode, done.stderr[-2000:])"
+        )
+    finally:
+        kernel.shutdown()
+    assert installed.ok and installed.stdout.startswith("0 "), installed
+    version, path, _ = own_package(stack, alice).split()
+    assert version == "0.9.0" and "/.local/lib/" in path, path
+    alice.stop("alice")
+
+    assert alice.api("POST", "/users/alice/server", json={"size": "small"}).status_code in (201, 202)
+    alice.wait_ready("alice")
+    assert own_package(stack, alice).split()[:2] == [version, path], "kept across stop and start"
     alice.stop("alice")
 
     assert alice.api("POST", "/users/alice/server", json={"size": "large"}).status_code in (201, 202)
@@ -88,6 +125,7 @@ def test_a_stopped_server_resumes_on_the_same_instance_with_the_new_size(stack, 
     [resumed] = instances_of(ec2, "alice")
     assert resumed["InstanceId"] == first["InstanceId"]
     assert resumed["InstanceType"] == "m6i.4xlarge"
+    assert own_package(stack, alice).split()[:2] == [version, path], "kept across a resize"
     alice.stop("alice")
 
 

@@ -24,6 +24,10 @@ python3 -m venv /opt/ec2hub/venv
 /opt/ec2hub/venv/bin/pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
   -r "$staged/requirements.txt"
 install -m 0644 "$staged/requirements.txt" /opt/ec2hub/requirements.txt
+# Users' own packages (`pip install --user`, `%pip install`) land in ~/.local on the home's volume and
+# survive a stop, a start and a resize: the venv, installed on its own above, then sees the user's
+# site-packages (and the system's, behind its own).
+sed -i 's/^include-system-site-packages = false$/include-system-site-packages = true/' /opt/ec2hub/venv/pyvenv.cfg
 # JupyterLab's settings that the hub decides for every user (no question about Jupyter news).
 install -D -m 0644 "$staged/overrides.json" /opt/ec2hub/venv/share/jupyter/lab/settings/overrides.json
 
