@@ -340,6 +340,32 @@ def test_scientific_stack_notebook_exercises_every_library_on_the_users_data(run
     assert metrics.json()["rss"] > 0
 
 
+BROUGHT = Path(__file__).resolve().parent / "brought" / "tutorials.ipynb"
+
+
+def test_notebooks_people_bring_from_the_libraries_tutorials_run_unchanged(server):
+    """Dask's array and delayed tutorials, scikit-learn's digits example, TensorFlow's quickstart and
+    ipywidgets' interact, as written for any Jupyter (tests/notebooks/brought), run top to bottom with
+    their task graphs, figures and widgets."""
+    notebook = nbformat.read(BROUGHT, as_version=4)
+    server.make_folder("brought")
+    server.put_file("brought/tutorials.ipynb", BROUGHT.read_text(), kind="notebook")
+    server.execute("brought/tutorials.ipynb", notebook)
+    text = stdout(notebook)
+    assert float(line_starting(text, "mean of z:")) == pytest.approx(1.0, abs=0.05)
+    assert line_starting(text, "delayed total:") == "5"
+    assert "'Alice': 124500" in text
+    assert float(line_starting(text, "SVC accuracy:")) > 0.95
+    assert float(line_starting(text, "Keras accuracy:")) > 0.85
+    assert line_starting(text, "probabilities sum to one:") == "True"
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    shown = [o.get("data", {}) for o in outputs if o.output_type in ("display_data", "execute_result")]
+    # The chunked array's table, two task graphs drawn by Graphviz, the digits and the confusion matrix.
+    assert any("Chunk" in d.get("text/html", "") for d in shown), "the dask array's HTML summary"
+    assert images(notebook) >= 4
+    assert any("application/vnd.jupyter.widget-view+json" in d for d in shown), "interact shows a widget"
+
+
 def test_everything_written_is_in_the_users_folder(run, stack, bucket, keys_before):
     for name in sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")):
         run(name)
