@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from moto.backends import get_backend
 
-from hub.policies import render_policy
+from hub.policies import default_instance_types, hub_policy, render_policy
 
 ACCOUNT_ID = "123456789012"
 ADMIN_USER = "localcloud-admin"
@@ -181,7 +181,7 @@ def provision(account: LocalAccount) -> dict[str, Any]:
         )["ImageId"]
 
     boundary_arn = _provision_boundary(iam, account)
-    _provision_hub_principal(iam, account)
+    _provision_hub_principal(iam, account, subnet_ids=subnet_ids, group_ids=[group_id], image_id=image_id)
 
     outputs = {
         "aws_region": account.region,
@@ -227,18 +227,24 @@ def _provision_boundary(iam, account: LocalAccount) -> str:
     return arn
 
 
-def _provision_hub_principal(iam, account: LocalAccount) -> None:
-    """The hub's principal: on AWS an IAM role; here a user with the same policy document."""
+def _provision_hub_principal(
+    iam, account: LocalAccount, *, subnet_ids: list[str], group_ids: list[str], image_id: str
+) -> None:
+    """The hub's principal: on AWS an IAM role; here a user with the same policy document, which lets
+    it launch only into the local subnets and group, from the local image, of the default sizes."""
     users = {u["UserName"] for u in iam.list_users()["Users"]}
     if HUB_USER not in users:
         iam.create_user(UserName=HUB_USER, Path="/ec2hub/")
-    document = render_policy(
-        "hub-policy",
+    document = hub_policy(
         region=account.region,
         account_id=ACCOUNT_ID,
         hub_id=account.hub_id,
         bucket=account.bucket,
         boundary_name=BOUNDARY_POLICY,
+        subnet_ids=subnet_ids,
+        security_group_ids=group_ids,
+        image_ids=[image_id],
+        instance_types=default_instance_types(),
     )
     iam.put_user_policy(UserName=HUB_USER, PolicyName=HUB_POLICY, PolicyDocument=document)
     keys = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=HUB_USER)["AccessKeyMetadata"]}

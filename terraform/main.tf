@@ -61,6 +61,12 @@ module "iam" {
   log_group_name         = local.log_group_name
   trusted_principal_arns = var.trusted_principal_arns
   tags                   = local.tags
+
+  # What the hub may launch: into its subnets, with its groups, from the user AMI, of its sizes.
+  subnet_ids         = module.network.private_subnet_ids
+  security_group_ids = concat(module.hub.instance_security_group_ids, [module.hub.cluster_security_group_id])
+  image_ids          = [var.user_ami_id]
+  instance_types     = concat(var.user_instance_types, [var.user_instance_type])
 }
 
 module "hub" {

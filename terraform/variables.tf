@@ -119,6 +119,17 @@ variable "user_instance_type" {
   }
 }
 
+variable "user_instance_types" {
+  description = "Instance types of the hub's sizes (c.EC2Spawner.profiles): the hub's role may launch these and user_instance_type, nothing else. The default is the types of the default sizes (spawner/profiles.py); list your own when you change the sizes."
+  type        = list(string)
+  default     = ["g5.xlarge", "m6i.4xlarge", "m6i.xlarge", "t3.medium"]
+
+  validation {
+    condition     = length(var.user_instance_types) > 0 && alltrue([for t in var.user_instance_types : can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", t))])
+    error_message = "user_instance_types must hold at least one EC2 instance type, e.g. t3.medium."
+  }
+}
+
 variable "boundary_name" {
   description = "Name of the managed policy that bounds every user role."
   type        = string

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hub.policies import render_policy
+from hub.policies import hub_policy, render_policy
 from spawner.identity import USER_ROLE_PATH, UserNames, group_prefix, user_policy
 from spawner.owner import PURPOSES, TAG_CLUSTER, TAG_HUB, TAG_POOL, TAG_PURPOSE, Owner
 
@@ -40,6 +40,7 @@ ADMIN_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/admin"
 HUB_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ec2hub/ec2hub-hub"
 HUB_PROFILE_ARN = f"arn:aws:iam::{ACCOUNT}:instance-profile/ec2hub/ec2hub-hub"
 INSTANCE_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-1"
+VOLUME_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/vol-1"
 HUB_PRINCIPAL = f"arn:aws:sts::{ACCOUNT}:assumed-role/ec2hub-hub/i-0hub"
 
 ALICE = UserNames.of("alice")
@@ -47,14 +48,22 @@ BOB = UserNames.of("bob")
 ALICE_PROFILE_ARN = f"arn:aws:iam::{ACCOUNT}:instance-profile{USER_ROLE_PATH}{ALICE.instance_profile}"
 CLUSTER = "0123456789abcdef0123456789abcdef"  # the gateway's cluster names are 32 hex digits
 
+SUBNETS = ("subnet-0users0a", "subnet-0users0b")
+USER_GROUP, CLUSTER_GROUP = "sg-0users", "sg-0cluster"
+IMAGE = "ami-0ec2hub"
+SIZES = ("t3.medium", "m6i.xlarge", "g5.xlarge")
+
 HUB_POLICY = json.loads(
-    render_policy(
-        "hub-policy",
+    hub_policy(
         region=REGION,
         account_id=ACCOUNT,
         hub_id=HUB_ID,
         bucket=BUCKET,
         boundary_name=BOUNDARY_NAME,
+        subnet_ids=SUBNETS,
+        security_group_ids=(USER_GROUP, CLUSTER_GROUP),
+        image_ids=(IMAGE,),
+        instance_types=SIZES,
     )
 )
 USER_BOUNDARY = json.loads(render_policy("user-boundary", region=REGION, account_id=ACCOUNT, bucket=BUCKET))
@@ -85,13 +94,37 @@ def hub_request(action: str, resource: str, **context: str) -> dict[str, Any]:
     }
 
 
-def run_instances(tags: dict[str, str], profile: str | None = None) -> dict[str, Any]:
-    """The hub's RunInstances as the launcher asks for it: these tags, and `profile` if given."""
+def run_instances(
+    tags: dict[str, str],
+    profile: str | None = None,
+    *,
+    instance_type: str = "t3.medium",
+    metadata_tokens: str = "required",
+) -> dict[str, Any]:
+    """The instance of the hub's RunInstances as the launcher asks for it: these tags, `profile` if
+    given, a size's type, IMDSv2 required."""
     context: dict[str, Any] = {f"aws:RequestTag/{key}": value for key, value in tags.items()}
     context["aws:TagKeys"] = list(tags)
+    context["ec2:InstanceType"] = instance_type
+    context["ec2:MetadataHttpTokens"] = metadata_tokens
     if profile is not None:
         context["ec2:InstanceProfile"] = profile
     return hub_request("ec2:RunInstances", INSTANCE_ARN, **context)
+
+
+def launch_volume(tags: dict[str, str], *, encrypted: str = "true") -> dict[str, Any]:
+    """The root volume of the same RunInstances: the instance's tags, encrypted or not."""
+    context: dict[str, Any] = {f"aws:RequestTag/{key}": value for key, value in tags.items()}
+    context["aws:TagKeys"] = list(tags)
+    context["ec2:Encrypted"] = encrypted
+    return hub_request("ec2:RunInstances", VOLUME_ARN, **context)
+
+
+def launch_into(kind: str, resource_id: str, *, account: str = ACCOUNT) -> dict[str, Any]:
+    """The subnet, security group or image of the same RunInstances."""
+    if kind == "image":
+        return hub_request("ec2:RunInstances", f"arn:aws:ec2:{REGION}::image/{resource_id}")
+    return hub_request("ec2:RunInstances", f"arn:aws:ec2:{REGION}:{account}:{kind}/{resource_id}")
 
 
 def launch_tags(purpose: str, **changes: str | None) -> dict[str, str]:
@@ -283,6 +316,41 @@ INSTANCES = {
     "RunInstances without tags": (hub_request("ec2:RunInstances", INSTANCE_ARN), DENIED),
 }
 
+LAUNCH_LIMITS = {
+    **{
+        f"RunInstances of a {size} (a size on the form)": (
+            run_instances(launch_tags("server"), ALICE_PROFILE_ARN, instance_type=size),
+            ALLOWED,
+        )
+        for size in SIZES
+    },
+    "RunInstances of a type not on the form": (
+        run_instances(launch_tags("server"), ALICE_PROFILE_ARN, instance_type="p5.48xlarge"),
+        DENIED,
+    ),
+    "RunInstances with IMDSv1 allowed (tokens optional)": (
+        run_instances(launch_tags("server"), ALICE_PROFILE_ARN, metadata_tokens="optional"),
+        DENIED,
+    ),
+    "RunInstances with an encrypted volume": (launch_volume(launch_tags("server")), ALLOWED),
+    "RunInstances with an unencrypted volume": (
+        launch_volume(launch_tags("server"), encrypted="false"),
+        DENIED,
+    ),
+    "RunInstances with a volume tagged for another hub": (
+        launch_volume(launch_tags("server", **{TAG_HUB: "other-hub"})),
+        DENIED,
+    ),
+    **{f"RunInstances into the hub's {s}": (launch_into("subnet", s), ALLOWED) for s in SUBNETS},
+    "RunInstances into another subnet": (launch_into("subnet", "subnet-0other"), DENIED),
+    "RunInstances with the user group": (launch_into("security-group", USER_GROUP), ALLOWED),
+    "RunInstances with the Dask cluster group": (launch_into("security-group", CLUSTER_GROUP), ALLOWED),
+    "RunInstances with another security group": (launch_into("security-group", "sg-0open"), DENIED),
+    "RunInstances from the configured image": (launch_into("image", IMAGE), ALLOWED),
+    "RunInstances from an outside image": (launch_into("image", "ami-0outside"), DENIED),
+    "RunInstances with its own network interface": (launch_into("network-interface", "eni-1"), ALLOWED),
+}
+
 CLAIMS = {
     "CreateTags (owner tags) on this hub's pool instance": (
         hub_request(
@@ -316,6 +384,18 @@ CLAIMS = {
             "ec2:CreateTags",
             INSTANCE_ARN,
             **{"ec2:ResourceTag/ec2hub:hub": "other-hub", "aws:TagKeys": ["ec2hub:user"]},
+        ),
+        DENIED,
+    ),
+    "DeleteTags without tag keys (every tag, ec2hub:hub too) on this hub's instance": (
+        hub_request("ec2:DeleteTags", INSTANCE_ARN, **{"ec2:ResourceTag/ec2hub:hub": HUB_ID}),
+        DENIED,
+    ),
+    "DeleteTags ec2hub:hub on this hub's instance": (
+        hub_request(
+            "ec2:DeleteTags",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "aws:TagKeys": ["ec2hub:hub"]},
         ),
         DENIED,
     ),
@@ -354,6 +434,10 @@ BOUNDARY_LOCK = {
         hub_request("iam:DeleteRolePermissionsBoundary", ALICE_ROLE_ARN),
         EXPLICITLY_DENIED,
     ),
+    "UpdateAssumeRolePolicy on a user role (another trust than EC2's)": (
+        hub_request("iam:UpdateAssumeRolePolicy", ALICE_ROLE_ARN),
+        EXPLICITLY_DENIED,
+    ),
 }
 
 TABLES = [
@@ -364,6 +448,7 @@ TABLES = [
     CREATE_ROLE,
     PASS_ROLE,
     INSTANCES,
+    LAUNCH_LIMITS,
     CLAIMS,
     DELETED_DATA,
     BOUNDARY_LOCK,
@@ -445,13 +530,28 @@ def test_hub_launches_and_manages_only_its_own_instances(decisions):
     assert_decisions(decisions, INSTANCES)
 
 
+def test_hub_launches_only_the_sizes_images_and_network_it_is_given(decisions):
+    """Checked by iam-simulate (moto checks neither EC2 resource ARNs nor conditions): RunInstances
+    is authorised once per resource it touches, and each is limited: the instance to a size's type
+    with IMDSv2 required, its volume to an encrypted one, the subnet, security groups and image to
+    the hub's own (the cluster group among them, which Dask schedulers and workers carry)."""
+    assert_decisions(decisions, LAUNCH_LIMITS)
+
+
 def test_hub_retags_only_its_own_instances_and_never_their_hub(decisions):
-    """Claiming a hot-pool instance retags it; iam-simulate checks the tag conditions moto ignores."""
+    """Claiming a hot-pool instance retags it; iam-simulate checks the tag conditions moto ignores.
+    DeleteTags without keys deletes every tag: ForAllValues holds on that empty set, so the policy
+    requires named keys (Null) as well."""
     assert_decisions(decisions, CLAIMS)
 
 
-def test_hub_can_never_remove_a_permissions_boundary(decisions):
-    """Checked by iam-simulate: the explicit Deny wins (moto's evaluation is not relied on here)."""
+def test_hub_can_never_remove_a_permissions_boundary_or_change_a_trust_policy(decisions):
+    """Checked by iam-simulate: the explicit Deny wins (moto's evaluation is not relied on here).
+
+    No IAM condition key of iam:CreateRole sees the trust policy, so a CreateRole whose trust is not
+    EC2's cannot be simulated as denied; what IAM does enforce is here and in CREATE_ROLE and
+    PASS_ROLE: user roles only under /ec2hub/users/ with the boundary, passed only to EC2, and their
+    trust never changed afterwards."""
     assert_decisions(decisions, BOUNDARY_LOCK)
 
 

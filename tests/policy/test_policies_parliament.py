@@ -8,20 +8,23 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 
-from hub.policies import render_policy
+from hub.policies import hub_policy, render_policy
 from spawner.identity import UserNames, trust_policy, user_policy
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 BUCKET = "ec2hub-local"
 
-HUB_POLICY = render_policy(
-    "hub-policy",
+HUB_POLICY = hub_policy(
     region=REGION,
     account_id=ACCOUNT,
     hub_id="ec2hub",
     bucket=BUCKET,
     boundary_name="ec2hub-user-boundary",
+    subnet_ids=["subnet-0a", "subnet-0b"],
+    security_group_ids=["sg-0users", "sg-0cluster"],
+    image_ids=["ami-0ec2hub"],
+    instance_types=["t3.medium", "g5.xlarge"],
 )
 USER_BOUNDARY = render_policy("user-boundary", region=REGION, account_id=ACCOUNT, bucket=BUCKET)
 
@@ -49,21 +52,31 @@ def run_instances_needs(*formats: str) -> list[dict[str, str]]:
     return _normal([{"action": "ec2:RunInstances", "required_format": f} for f in formats])
 
 
+# The resources parliament requires of one RunInstances statement (a volume is optional to it).
+RUN_INSTANCES_RESOURCES = {
+    "instance": "arn:*:ec2:*:*:instance/*",
+    "network-interface": "arn:*:ec2:*:*:network-interface/*",
+    "security-group": "arn:*:ec2:*:*:security-group/*",
+    "subnet": "arn:*:ec2:*:*:subnet/*",
+    "image": "arn:*:ec2:*::image/*",
+}
+
+
+def run_instances_split(own: str | None) -> tuple[str, Any]:
+    """parliament's finding on a RunInstances statement of one resource type (`own`; None: a volume)."""
+    return (
+        "RESOURCE_MISMATCH",
+        run_instances_needs(*(f for kind, f in RUN_INSTANCES_RESOURCES.items() if kind != own)),
+    )
+
+
 def test_hub_policy_has_no_findings():
     rest = without(
         findings(HUB_POLICY),
-        # RunInstances is split on purpose (AWS's documented pattern): the hub-tag condition only on the
-        # instance/volume it creates, none on subnet/SG/ENI/image; parliament judges each statement alone.
-        (
-            "RESOURCE_MISMATCH",
-            run_instances_needs(
-                "arn:*:ec2:*::image/*",
-                "arn:*:ec2:*:*:network-interface/*",
-                "arn:*:ec2:*:*:security-group/*",
-                "arn:*:ec2:*:*:subnet/*",
-            ),
-        ),
-        ("RESOURCE_MISMATCH", run_instances_needs("arn:*:ec2:*:*:instance/*")),
+        # RunInstances is split on purpose (AWS's documented pattern), one statement per resource type,
+        # each with its own limit (the instance's tags, size and IMDSv2, the volume's encryption, the
+        # hub's subnets, groups and images); parliament judges each statement alone.
+        *(run_instances_split(kind) for kind in [*RUN_INSTANCES_RESOURCES, None]),
         # StringEquals on iam:PermissionsBoundary is the form AWS documents for boundaries (and works).
         (
             "MISMATCHED_TYPE_BUT_USABLE",

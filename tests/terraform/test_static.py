@@ -189,3 +189,16 @@ def test_tfvars_example_sets_variables_of_the_example():
     assert example <= set(variables), example - set(variables)
     required = {name for name, body in variables.items() if "default" not in body}
     assert required <= example, required - example
+
+
+def test_hub_may_launch_the_default_sizes_and_nothing_else_by_default():
+    """The hub's role launches only the instance types Terraform lists (user_instance_types and
+    user_instance_type); their defaults are the types of the spawner's default sizes."""
+    from hub.policies import default_instance_types
+
+    with (TERRAFORM_DIR / "variables.tf").open() as f:
+        blocks = hcl2.load(f)["variable"]
+    variables = {unquote(name): body for block in blocks for name, body in block.items()}
+    listed = {unquote(t) for t in variables["user_instance_types"]["default"]}
+    listed.add(unquote(variables["user_instance_type"]["default"]))
+    assert sorted(listed) == default_instance_types()

@@ -60,10 +60,72 @@ variable "trusted_principal_arns" {
   }
 }
 
-variable "attach_ssm_managed_instance_core" {
-  description = "Whether the hub's role gets AmazonSSMManagedInstanceCore, so operators reach the hub with Session Manager instead of SSH."
+variable "enable_session_manager" {
+  description = "Whether the hub's role gets the Session Manager agent's permissions, so operators reach the hub with Session Manager instead of SSH (not AmazonSSMManagedInstanceCore, which reads every SSM parameter)."
   type        = bool
   default     = true
+}
+
+variable "subnet_ids" {
+  description = "Subnets the hub may launch user instances into (EC2HUB_SUBNET_IDS)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
+    error_message = "subnet_ids must hold at least one subnet id (subnet-...)."
+  }
+}
+
+variable "security_group_ids" {
+  description = "Security groups the hub may launch instances with: the user group (EC2HUB_SECURITY_GROUP_IDS) and the Dask cluster group (EC2HUB_CLUSTER_SECURITY_GROUP_IDS)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.security_group_ids) > 0 && alltrue([for g in var.security_group_ids : can(regex("^sg-[0-9a-f]+$", g))])
+    error_message = "security_group_ids must hold at least one security group id (sg-...)."
+  }
+}
+
+variable "image_ids" {
+  description = "AMIs the hub may launch instances from (EC2HUB_AMI_ID)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.image_ids) > 0 && alltrue([for i in var.image_ids : can(regex("^ami-[0-9a-f]+$", i))])
+    error_message = "image_ids must hold at least one AMI id (ami-...)."
+  }
+}
+
+variable "instance_types" {
+  description = "Instance types the hub may launch: those of its sizes (c.EC2Spawner.profiles) and of a server started without a size (EC2HUB_INSTANCE_TYPE)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.instance_types) > 0 && alltrue([for t in var.instance_types : can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", t))])
+    error_message = "instance_types must hold at least one EC2 instance type, e.g. t3.medium."
+  }
+}
+
+variable "secret_parameter_arns" {
+  description = "ARNs of the SSM parameters holding the hub's secrets (the hub module's `secret_parameter_arns`): the hub's role may read exactly these."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.secret_parameter_arns : can(regex("^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/", arn))])
+    error_message = "secret_parameter_arns must be SSM parameter ARNs."
+  }
+}
+
+variable "secrets_kms_key_arn" {
+  description = "Customer-managed KMS key of the secret parameters, which the hub's role may then decrypt through SSM; null when they use the AWS-managed aws/ssm key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.secrets_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", coalesce(var.secrets_kms_key_arn, "-")))
+    error_message = "secrets_kms_key_arn must be a KMS key ARN or null."
+  }
 }
 
 variable "attach_ecr_read_only" {
