@@ -47,13 +47,15 @@ def configure(c: Config, settings: Settings) -> None:
     c.JupyterHub.hub_bind_url = f"http://{settings.bind_ip}:{settings.hub_port}"
     if settings.hub_connect_url:
         c.JupyterHub.hub_connect_url = settings.hub_connect_url
-    c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = settings.database_url or f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(hub_dir / "jupyterhub_cookie_secret")
     # Instances outlive a hub restart: a restart must not stop every user's server.
     c.JupyterHub.cleanup_servers = False
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
     c.ConfigurableHTTPProxy.command = list(settings.proxy_command)
     c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "proxy.pid")
+    if settings.proxy_auth_token:
+        c.ConfigurableHTTPProxy.auth_token = settings.proxy_auth_token
 
     configure_authentication(c, settings)
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.secret_parameters import SecretParameterError, resolve_secret_parameters
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The admin account can do everything: its password is long (and generated when not set).
@@ -162,6 +164,10 @@ class Settings:
     # How often user servers tell the hub they are active (a busy kernel counts).
     activity_interval: float = 300
     proxy_command: tuple[str, ...] = field(default_factory=tuple)
+    # The token between the hub and its proxy (EC2HUB_PROXY_AUTH_TOKEN); empty: JupyterHub makes one.
+    proxy_auth_token: str = field(default="", repr=False)
+    # The hub's database (EC2HUB_DATABASE_URL); empty: SQLite in the state folder.
+    database_url: str = field(default="", repr=False)
     # Instances kept booted ahead of demand, per size slug (EC2HUB_HOT_POOL="medium=2,small=1").
     hot_pool: dict[str, int] = field(default_factory=dict)
     # The environment these settings were read from, for the parts that read variables of their own
@@ -175,7 +181,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        # Secrets that SSM parameters hold (EC2HUB_*_PARAMETER) are read first, once.
+        try:
+            env = resolve_secret_parameters(os.environ if env is None else env)
+        except SecretParameterError as e:
+            raise SettingsError(str(e)) from None
         state_dir = Path(env.get("EC2HUB_STATE_DIR") or REPO_ROOT / "state").resolve()
         secrets_dir = state_dir / "secrets"
         admin_password = env.get("EC2HUB_ADMIN_PASSWORD") or read_or_create_secret(
@@ -225,6 +235,8 @@ class Settings:
             idle_check_every=_seconds(env, "EC2HUB_IDLE_CHECK_EVERY", d("idle_check_every")),
             activity_interval=_seconds(env, "EC2HUB_ACTIVITY_INTERVAL", d("activity_interval")),
             proxy_command=proxy_command,
+            proxy_auth_token=env.get("EC2HUB_PROXY_AUTH_TOKEN", ""),
+            database_url=env.get("EC2HUB_DATABASE_URL", ""),
             hot_pool=_hot_pool(env.get("EC2HUB_HOT_POOL", "")),
             env=dict(env),
         )

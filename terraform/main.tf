@@ -67,6 +67,8 @@ module "iam" {
   security_group_ids = concat(module.hub.instance_security_group_ids, [module.hub.cluster_security_group_id])
   image_ids          = [var.user_ami_id]
   instance_types     = concat(var.user_instance_types, [var.user_instance_type])
+
+  secret_parameter_arns = module.hub.secret_parameter_arns
 }
 
 module "hub" {
@@ -88,6 +90,14 @@ module "hub" {
   log_group_name        = module.monitoring.log_group_name
   deletion_protection   = var.hub_deletion_protection
   tags                  = local.tags
+
+  secrets = {
+    oauth_client_secret  = var.hub_oauth_client_secret
+    ldap_search_password = var.hub_ldap_search_password
+    proxy_auth_token     = var.hub_proxy_auth_token
+    database_url         = var.hub_database_url
+  }
+  parameter_versions = var.hub_parameter_versions
 }
 
 module "monitoring" {

@@ -230,6 +230,53 @@ variable "hub_environment" {
   }
 }
 
+# The hub's secrets: ephemeral, so that they reach neither the plan nor the state; set them with
+# TF_VAR_hub_oauth_client_secret=... or a tfvars file kept outside the repository, at every plan and apply
+# that writes them. Terraform stores each in an SSM SecureString parameter that only the hub's role reads.
+
+variable "hub_oauth_client_secret" {
+  description = "The OAuth client secret of the hub at its identity provider (EC2HUB_OAUTH_CLIENT_SECRET), with EC2HUB_AUTH = \"oauth\". Stored when hub_parameter_versions lists oauth_client_secret."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "hub_ldap_search_password" {
+  description = "The password of the LDAP account the hub searches with (EC2HUB_LDAP_SEARCH_PASSWORD, with EC2HUB_LDAP_SEARCH_USER_DN). Stored when hub_parameter_versions lists ldap_search_password."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "hub_proxy_auth_token" {
+  description = "The token between the hub and configurable-http-proxy (EC2HUB_PROXY_AUTH_TOKEN), e.g. `openssl rand -hex 32`; without it the hub makes a new one at each start. Stored when hub_parameter_versions lists proxy_auth_token."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "hub_database_url" {
+  description = "The hub's database URL when it holds a password, e.g. postgresql://hub:PASSWORD@HOST/jupyterhub (EC2HUB_DATABASE_URL); without it the hub keeps SQLite on its database volume. Stored when hub_parameter_versions lists database_url."
+  type        = string
+  default     = null
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "hub_parameter_versions" {
+  description = "Which of the hub's secrets to store, each with the version of its value, e.g. `{ oauth_client_secret = 1, proxy_auth_token = 1 }`: Terraform keeps no copy of a secret to compare with, so it writes one again only when its number changes (bump it with a new value)."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.hub_parameter_versions) : contains(["oauth_client_secret", "ldap_search_password", "proxy_auth_token", "database_url"], k)])
+    error_message = "hub_parameter_versions keys must be among oauth_client_secret, ldap_search_password, proxy_auth_token and database_url."
+  }
+}
+
 variable "gateway_ports" {
   description = "Ports of the Dask gateway on the hub, which user instances reach: `http` (EC2HUB_GATEWAY_PORT, its API and dashboards, default 8183) and `tcp` (EC2HUB_GATEWAY_TCP_PORT, its proxy to schedulers, default 8184)."
   type = object({

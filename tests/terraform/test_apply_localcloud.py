@@ -1,12 +1,13 @@
 """Terraform applied to the local cloud, then a spawn end to end with what it created, then destroy.
 
-Applied (the root module with create_hub_instance = false, 68 resources): network (VPC, private and
-public subnets in two zones, internet gateway, NAT gateway and its address, route tables, the S3
-gateway endpoint, flow logs with their log group and role), storage (the bucket with versioning,
-SSE-KMS, public access block, ownership, lifecycle, TLS-only policy), iam (the hub role with the
-repository's policy document, its log policy, the managed policies, instance profile, the user
-boundary), the hub module's security groups (load balancer, hub, users, Dask clusters) and rules,
-monitoring (log group, alarm topic, spawn-failure metric filter and alarm, running-vCPU alarm).
+Applied (the root module with create_hub_instance = false and three of the hub's secrets, 72
+resources): network (VPC, private and public subnets in two zones, internet gateway, NAT gateway and
+its address, route tables, the S3 gateway endpoint, flow logs with their log group and role), storage
+(the bucket with versioning, SSE-KMS, public access block, ownership, lifecycle, TLS-only policy), iam
+(the hub role with the repository's policy document, its log, Session Manager and secrets policies,
+the ECR managed policy, instance profile, the user boundary), the hub module's security groups (load
+balancer, hub, users, Dask clusters) and rules, and the secrets' SSM parameters, monitoring (log
+group, alarm topic, spawn-failure metric filter and alarm, running-vCPU alarm).
 
 Not applied: the hub instance, whose user-data the local runtime would run as a process on this
 machine (it installs Docker); with it its database volume, the DLM snapshot policy (moto 5.2.5 has
@@ -45,10 +46,22 @@ ENDPOINT_SERVICES = (
 ).split()
 
 
+# The hub's secrets, as an operator passes them (TF_VAR_*): each must reach its SSM parameter, and the
+# hub, and nothing an operator or an instance's reader sees. Odd characters on purpose: user-data's
+# shell must write them nowhere, and expand nothing.
+SECRETS = {
+    "oauth_client_secret": "oauth-S3cret-`touch /tmp/ec2hub-pwned`-$HOME",
+    "ldap_search_password": "ldap-Passw0rd-$(id)",
+    "proxy_auth_token": "proxy-T0ken-0123456789abcdef",
+}
+
+
 class TerraformStack(Stack):
     """The local stack whose hub runs with Terraform's outputs and as Terraform's hub role."""
 
     overrides: dict[str, str] = {}
+    # What Terraform showed and kept: the plan (JSON), the state, the outputs, the hub's user-data.
+    seen: dict[str, str] = {}
 
     @property
     def hub_env(self) -> dict[str, str]:
@@ -130,6 +143,47 @@ def test_root_module(outputs, stack):
     assert "ec2hub-hub" in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
     document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="ec2hub-hub")["PolicyDocument"]
     assert any(s.get("Sid") == "CreateAndChangeUserRolesOnlyWithTheBoundary" for s in document["Statement"])
+    [subnets_statement] = [s for s in document["Statement"] if s["Sid"] == "LaunchOnlyIntoTheHubsSubnets"]
+    assert sorted(arn.rsplit("/", 1)[1] for arn in subnets_statement["Resource"]) == sorted(
+        outputs["subnet_ids"]
+    )
+    attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
+    assert "AmazonSSMManagedInstanceCore" not in {p["PolicyName"] for p in attached}
+
+
+def test_hub_secrets_are_in_ssm_only(outputs, stack):
+    """Each secret is a SecureString parameter that the hub's role reads (and did, at its start); none
+    is in the plan, the state, an output, the hub's environment or its rendered user-data."""
+    env = outputs["hub_environment"]
+    names = {kind: env[f"EC2HUB_{kind.upper()}_PARAMETER"] for kind in SECRETS}
+    assert names == {kind: f"/ec2hub/{NAME}/hub/{kind.replace('_', '-')}" for kind in SECRETS}
+    ssm = aws_client(stack, "ssm")
+    for kind, name in names.items():
+        parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+        assert (parameter["Type"], parameter["Value"]) == ("SecureString", SECRETS[kind])
+
+    iam = aws_client(stack, "iam")
+    readable = iam.get_role_policy(RoleName=f"{NAME}-hub", PolicyName="ec2hub-hub-secrets")["PolicyDocument"]
+    [statement] = readable["Statement"]
+    assert statement["Action"] in ("ssm:GetParameter", ["ssm:GetParameter"])
+    assert sorted(statement["Resource"]) == sorted(
+        f"arn:aws:ssm:{stack.outputs['aws_region']}:{stack.outputs['account_id']}:parameter{name}"
+        for name in names.values()
+    )
+    # The hub started with the parameters' names only, and read the values as Terraform's role.
+    audit = [json.loads(line) for line in (stack.cloud_dir / "audit.jsonl").read_text().splitlines()]
+    reads = [
+        e
+        for e in audit
+        if e["action"] == "GetParameter" and e["status"] == 200 and e["key"].startswith("ASIA")
+    ]
+    assert len(reads) >= len(SECRETS)
+
+    assert set(stack.seen) == {"plan", "state", "outputs", "user-data"}
+    assert "EC2HUB_PROXY_AUTH_TOKEN_PARAMETER=" in stack.seen["user-data"]
+    for where, text in stack.seen.items():
+        leaked = [kind for kind, value in SECRETS.items() if value in text]
+        assert leaked == [], f"{', '.join(leaked)} in the {where}"
 
 
 def assert_cluster_group(ec2, group: dict, users_group: str) -> None:
@@ -199,7 +253,7 @@ def stack(tmp_path_factory):
     # The local cloud's own subnets (unused here) and Terraform's public ones share the second base.
     env["EC2HUB_LOCAL_SUBNETS"] = f"127.0.{SPARE_BASE}.0/25,127.0.{SPARE_BASE}.128/25"
     env["EC2HUB_STOP_BEHAVIOUR"] = "terminate"
-    # The hub's role gets AWS managed policies attached (Session Manager, ECR read), as on AWS.
+    # The hub's role gets an AWS managed policy attached (ECR read), as on AWS.
     env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     stack = TerraformStack(env)
     try:
@@ -248,6 +302,32 @@ def outputs(stack, tmp_path_factory):
               user_ami_id            = "{ami}"
               create_hub_instance    = false
               trusted_principal_arns = ["{admin_arn}"]
+              hub_oauth_client_secret  = var.hub_oauth_client_secret
+              hub_ldap_search_password = var.hub_ldap_search_password
+              hub_proxy_auth_token     = var.hub_proxy_auth_token
+              hub_parameter_versions = {{
+                oauth_client_secret  = 1
+                ldap_search_password = 1
+                proxy_auth_token     = 1
+              }}
+            }}
+
+            variable "hub_oauth_client_secret" {{
+              type      = string
+              sensitive = true
+              ephemeral = true
+            }}
+
+            variable "hub_ldap_search_password" {{
+              type      = string
+              sensitive = true
+              ephemeral = true
+            }}
+
+            variable "hub_proxy_auth_token" {{
+              type      = string
+              sensitive = true
+              ephemeral = true
             }}
 
             output "all" {{
@@ -270,11 +350,17 @@ def outputs(stack, tmp_path_factory):
             admin_arn=admin_arn,
         )
     )
-    tf = Terraform(root, cli_config(work), env={"TF_DATA_DIR": str(work / "data")})
+    secrets = {f"TF_VAR_hub_{kind}": value for kind, value in SECRETS.items()}
+    tf = Terraform(root, cli_config(work), env={"TF_DATA_DIR": str(work / "data"), **secrets})
     tf.check("init", "-input=false")
     try:
-        tf.check("apply", "-auto-approve", "-input=false", timeout=400)
-        result = json.loads(tf.check("output", "-json").stdout)["all"]["value"]
+        tf.check("plan", "-input=false", "-out=tfplan", timeout=400)
+        stack.seen["plan"] = tf.check("show", "-json", "tfplan").stdout
+        tf.check("apply", "-input=false", "tfplan", timeout=400)
+        stack.seen["state"] = (root / "terraform.tfstate").read_text()
+        stack.seen["outputs"] = tf.check("output", "-json").stdout
+        result = json.loads(stack.seen["outputs"])["all"]["value"]
+        stack.seen["user-data"] = rendered_user_data(tf, work / "repo")
         environment = {k: v for k, v in result["hub_environment"].items() if k not in STACK_PORTS}
         stack.overrides = {**environment, **hub_profile(stack, work, result["hub_role_arn"])}
         stack.start_hub()
@@ -284,6 +370,20 @@ def outputs(stack, tmp_path_factory):
         destroyed = tf.run("destroy", "-auto-approve", "-input=false", timeout=400)
     assert destroyed.returncode == 0, destroyed.stderr[-4000:]
     assert_nothing_left(stack)
+
+
+def rendered_user_data(tf: Terraform, repo: Path) -> str:
+    """The hub instance's user-data as the hub module renders it, with the environment Terraform gave
+    the hub (the instance itself is not applied here: its user-data would run on this machine)."""
+    template = repo / "terraform" / "modules" / "hub" / "templates" / "user-data.sh.tftpl"
+    expression = (
+        f'templatefile("{template}", {{database_volume_id = "vol-0", environment ='
+        " module.ec2hub.hub_environment, hub_api_port = 8081, proxy_port = 8000, gateway_ports = [8183],"
+        ' image = "ec2hub:test", region = "us-east-1", log_group = "/ec2hub/test"})'
+    )
+    rendered = tf.check("console", stdin=expression + "\n").stdout
+    assert "docker run" in rendered, rendered[-2000:]
+    return rendered
 
 
 def hub_profile(stack, work, role_arn: str) -> dict[str, str]:

@@ -78,12 +78,13 @@ class Terraform:
             "CHECKPOINT_DISABLE": "1",
         }
 
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess:
         started = time.monotonic()
         result = subprocess.run(
             [self.binary, *args, "-no-color"],
             cwd=self.workdir,
             env=self.env,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -93,8 +94,10 @@ class Terraform:
         sys.stderr.write(result.stderr[-8000:])
         return result
 
-    def check(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = self.run(*args, timeout=timeout)
+    def check(
+        self, *args: str, timeout: float = 300, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
+        result = self.run(*args, timeout=timeout, stdin=stdin)
         assert result.returncode == 0, f"terraform {' '.join(args)} failed:\n{result.stderr[-4000:]}"
         return result
 

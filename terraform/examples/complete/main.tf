@@ -23,4 +23,10 @@ module "ec2hub" {
     EC2HUB_AUTH       = "signup"
     EC2HUB_ADMIN_USER = "admin"
   }
+
+  # Secrets go to SSM Parameter Store, never into hub_environment: the proxy's token here (with
+  # EC2HUB_AUTH = "oauth", also hub_oauth_client_secret and `oauth_client_secret = 1` below). Terraform
+  # keeps no copy of a secret: raise its number when you give it a new value, so that it is written.
+  hub_proxy_auth_token   = var.hub_proxy_auth_token
+  hub_parameter_versions = { proxy_auth_token = 1 }
 }

@@ -60,3 +60,10 @@ variable "alarm_emails" {
     error_message = "alarm_emails must be e-mail addresses."
   }
 }
+
+variable "hub_proxy_auth_token" {
+  description = "The token between the hub and its proxy, e.g. `export TF_VAR_hub_proxy_auth_token=$(openssl rand -hex 32)`; never in a file of the repository. Ephemeral: give it at every plan and apply."
+  type        = string
+  sensitive   = true
+  ephemeral   = true
+}

@@ -47,12 +47,49 @@ locals {
   # user servers never accept each other's traffic, only the hub's.
   instance_security_group_ids = [aws_security_group.users.id]
 
+  # The hub's secrets, each in an SSM SecureString parameter: the hub reads the variable named here
+  # from the parameter that EC2HUB_<variable>_PARAMETER names (hub/secrets.py), so only parameter names
+  # reach the hub's environment, its user-data and the outputs.
+  secret_kinds = {
+    oauth_client_secret  = { parameter = "oauth-client-secret", variable = "EC2HUB_OAUTH_CLIENT_SECRET" }
+    ldap_search_password = { parameter = "ldap-search-password", variable = "EC2HUB_LDAP_SEARCH_PASSWORD" }
+    proxy_auth_token     = { parameter = "proxy-auth-token", variable = "EC2HUB_PROXY_AUTH_TOKEN" }
+    database_url         = { parameter = "database-url", variable = "EC2HUB_DATABASE_URL" }
+  }
+  stored_secrets = { for kind, secret in local.secret_kinds : kind => secret if contains(keys(var.parameter_versions), kind) }
+
   environment = merge(var.hub_environment, {
     EC2HUB_SECURITY_GROUP_IDS         = join(",", local.instance_security_group_ids)
     EC2HUB_CLUSTER_SECURITY_GROUP_IDS = aws_security_group.cluster.id
     EC2HUB_GATEWAY_PORT               = tostring(local.gateway_ports.http)
     EC2HUB_GATEWAY_TCP_PORT           = tostring(local.gateway_ports.tcp)
+    }, {
+    for kind, secret in local.stored_secrets : "${secret.variable}_PARAMETER" => aws_ssm_parameter.secret[kind].name
   })
+}
+
+# --- the hub's secrets ---
+
+# Written write-only (value_wo): the values come from ephemeral variables and reach neither the plan
+# nor the state; a new value is written when its version in parameter_versions changes.
+resource "aws_ssm_parameter" "secret" {
+  for_each = local.stored_secrets
+
+  name             = "/ec2hub/${var.name}/hub/${each.value.parameter}"
+  description      = "ec2hub ${var.name}: the hub's ${each.value.variable} (read by the hub's role only)"
+  type             = "SecureString"
+  key_id           = var.kms_key_arn
+  value_wo         = var.secrets[each.key]
+  value_wo_version = var.parameter_versions[each.key]
+
+  tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.secrets[each.key] != null && var.secrets[each.key] != ""
+      error_message = "The hub's ${each.key} is listed in the parameter versions but has no value: set TF_VAR_hub_${each.key} at every plan and apply (it is ephemeral, Terraform keeps no copy)."
+    }
+  }
 }
 
 # --- security groups: internet -> ALB:443 -> hub:8000; hub -> users:8888; users -> hub:8081;

@@ -47,3 +47,8 @@ output "database_volume_id" {
   description = "ID of the encrypted EBS volume with the hub's database."
   value       = one(aws_ebs_volume.database[*].id)
 }
+
+output "secret_parameter_arns" {
+  description = "ARNs of the SSM parameters with the hub's secrets (only the hub's role may read them)."
+  value       = [for parameter in aws_ssm_parameter.secret : parameter.arn]
+}

@@ -116,6 +116,46 @@ variable "hub_environment" {
     condition     = alltrue([for k in keys(var.hub_environment) : can(regex("^EC2HUB_[A-Z0-9_]+$", k))])
     error_message = "hub_environment keys must be EC2HUB_* variable names."
   }
+
+  # The hub's environment is in its user-data, readable by whoever may describe the instance.
+  validation {
+    condition     = !anytrue([for k in keys(var.hub_environment) : can(regex("(PASSWORD|SECRET|TOKEN|_KEY|DATABASE_URL)$", k))])
+    error_message = "hub_environment must hold no secret (a name ending in PASSWORD, SECRET, TOKEN, _KEY or DATABASE_URL): pass secrets as the hub's secret variables, which go to SSM Parameter Store."
+  }
+
+  validation {
+    condition     = alltrue([for v in values(var.hub_environment) : !can(regex("[\\r\\n]", v))])
+    error_message = "hub_environment values must be single lines."
+  }
+}
+
+variable "secrets" {
+  description = "The hub's secrets, each stored in an SSM SecureString parameter that only the hub's role reads: oauth_client_secret (EC2HUB_OAUTH_CLIENT_SECRET), ldap_search_password (EC2HUB_LDAP_SEARCH_PASSWORD), proxy_auth_token (EC2HUB_PROXY_AUTH_TOKEN), database_url (EC2HUB_DATABASE_URL). Ephemeral: the values reach neither the plan nor the state. Only those listed in parameter_versions are stored."
+  type = object({
+    oauth_client_secret  = optional(string)
+    ldap_search_password = optional(string)
+    proxy_auth_token     = optional(string)
+    database_url         = optional(string)
+  })
+  default   = {}
+  sensitive = true
+  ephemeral = true
+}
+
+variable "parameter_versions" {
+  description = "Which of `secrets` this deployment stores, each with the version of its value (e.g. `{ oauth_client_secret = 1 }`): Terraform writes a value only when its version changes, since it keeps no copy to compare with."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.parameter_versions) : contains(["oauth_client_secret", "ldap_search_password", "proxy_auth_token", "database_url"], k)])
+    error_message = "parameter_versions keys must be among oauth_client_secret, ldap_search_password, proxy_auth_token and database_url."
+  }
+
+  validation {
+    condition     = alltrue([for v in values(var.parameter_versions) : v >= 1 && floor(v) == v])
+    error_message = "parameter_versions values must be whole numbers from 1."
+  }
 }
 
 variable "log_group_name" {
