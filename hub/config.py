@@ -5,6 +5,7 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from hub.auth import configure_authentication
+from hub.origins import configure_origins
 from hub.settings import Settings, SettingsError
 
 # JupyterHub's own scopes of a user server's token, which access to the hub's services joins.
@@ -57,6 +58,7 @@ def configure(c: Config, settings: Settings) -> None:
     if settings.proxy_auth_token:
         c.ConfigurableHTTPProxy.auth_token = settings.proxy_auth_token
 
+    configure_origins(c, settings)
     configure_authentication(c, settings)
 
     c.JupyterHub.spawner_class = "ec2"

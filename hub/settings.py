@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hub.secret_parameters import SecretParameterError, resolve_secret_parameters
 
@@ -126,6 +127,9 @@ class Settings:
     hub_port: int = 8081
     proxy_api_port: int = 8001
     hub_connect_url: str = ""
+    # EC2HUB_SUBDOMAIN_HOST: scheme://host[:port] that each user's server and service gets a host
+    # under (https://alice.hub.example.org); empty: they share the hub's origin.
+    subdomain_host: str = ""
     admin_user: str = "admin"
     # Whether EC2HUB_ADMIN_USER was set: with LDAP or OAuth only a name the operator chose is admin.
     admin_user_configured: bool = False
@@ -208,6 +212,7 @@ class Settings:
             hub_port=parse_port(env, "EC2HUB_HUB_PORT", d("hub_port")),
             proxy_api_port=parse_port(env, "EC2HUB_PROXY_API_PORT", d("proxy_api_port")),
             hub_connect_url=env.get("EC2HUB_HUB_CONNECT_URL", ""),
+            subdomain_host=_subdomain_host(env.get("EC2HUB_SUBDOMAIN_HOST", "")),
             admin_user=env.get("EC2HUB_ADMIN_USER", "").strip() or d("admin_user"),
             admin_user_configured=bool(env.get("EC2HUB_ADMIN_USER", "").strip()),
             admin_password=admin_password,
@@ -243,7 +248,46 @@ class Settings:
 
     @property
     def url(self) -> str:
+        """Where the hub's proxy listens."""
         return f"http://{self.bind_ip}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """Where people open the hub: the subdomain host when there is one."""
+        return self.subdomain_host or self.url
+
+
+def _subdomain_host(value: str) -> str:
+    raw = value.strip().rstrip("/")
+    if not raw:
+        return ""
+    try:
+        parsed = urlparse(raw)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parsed = None
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.path
+        or parsed.query
+        or parsed.fragment
+        or parsed.username
+        or parsed.password
+    ):
+        raise SettingsError(
+            f"EC2HUB_SUBDOMAIN_HOST={value!r} is not scheme://host[:port]"
+            " (e.g. https://hub.example.org, or http://hub.localhost:8000 on this machine)"
+        )
+    if parsed.scheme == "http" and not (
+        parsed.hostname == "localhost" or parsed.hostname.endswith(".localhost")
+    ):
+        # The hub's cookies are `__Host-` and Secure, which browsers accept over http on loopback only.
+        raise SettingsError(
+            f"EC2HUB_SUBDOMAIN_HOST={value!r}: https is needed (http only for *.localhost on this machine)"
+        )
+    return raw.lower()
 
 
 def _hot_pool(value: str) -> dict[str, int]:

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hub.settings import REPO_ROOT, Settings
 from localcloud.provision import hub_environment
@@ -40,10 +41,12 @@ def _wait_until(check, timeout: float, what: str, process: subprocess.Popen) -> 
         delay = min(delay * 1.5, 0.5)
 
 
-def _answers(url: str) -> bool:
-    """True once `url` answers 200 (the proxy answers 404 until the hub's route is in)."""
+def _answers(url: str, host: str | None = None) -> bool:
+    """True once `url` answers 200 (the proxy answers 404 until the hub's route is in); `host`: the
+    Host header, the hub's own with EC2HUB_SUBDOMAIN_HOST (the proxy routes by host then)."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})  # noqa: S310 - as below
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback URL we built
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -115,7 +118,10 @@ class Stack:
             stderr=subprocess.STDOUT if self.output else None,
             start_new_session=True,
         )
-        _wait_until(lambda: _answers(f"{self.settings.url}/hub/api"), START_TIMEOUT, "the hub", self.hub)
+        host = urlparse(self.settings.public_url).netloc
+        _wait_until(
+            lambda: _answers(f"{self.settings.url}/hub/api", host), START_TIMEOUT, "the hub", self.hub
+        )
 
     def start(self) -> None:
         try:
@@ -165,10 +171,16 @@ def banner(settings: Settings, outputs: dict, env: Mapping[str, str]) -> str:
         [
             "",
             "ec2hub is running on the local cloud.",
-            f"  Open            {settings.url}",
+            f"  Open            {settings.public_url}",
             f"  Admin           {settings.admin_user} / {admin_password}",
-            f"  New users       sign up at {settings.url}/hub/signup; the admin approves them at"
-            f" {settings.url}/hub/authorize",
+            f"  New users       sign up at {settings.public_url}/hub/signup; the admin approves them at"
+            f" {settings.public_url}/hub/authorize",
+            "  User servers    "
+            + (
+                f"each on a host of its own (http://NAME.{settings.subdomain_host.split('://', 1)[1]})"
+                if settings.subdomain_host
+                else "on the hub's origin: for users who are all trusted (EC2HUB_SUBDOMAIN_HOST)"
+            ),
             f"  AWS endpoint    {outputs['aws_endpoint_url']}"
             f" (AWS_CONFIG_FILE={outputs['config_file']}"
             f" AWS_SHARED_CREDENTIALS_FILE={outputs['credentials_file']} AWS_PROFILE=admin)",

@@ -27,6 +27,9 @@ locals {
     EC2HUB_INSTANCE_TYPE     = var.user_instance_type
     # The load balancer's subnets: sign-in throttling counts the client address it forwards.
     EC2HUB_TRUSTED_PROXIES = join(",", var.public_subnet_cidrs)
+    }, var.domain_name == null ? {} : {
+    # Each user's server and each hub service on a host of its own under the domain (modules/domain).
+    EC2HUB_SUBDOMAIN_HOST = "https://${var.domain_name}"
   })
 }
 
@@ -79,7 +82,7 @@ module "hub" {
   vpc_id                = module.network.vpc_id
   private_subnet_ids    = module.network.private_subnet_ids
   public_subnet_ids     = module.network.public_subnet_ids
-  certificate_arn       = var.certificate_arn
+  certificate_arn       = var.domain_name == null ? var.certificate_arn : module.domain[0].certificate_arn
   allowed_cidrs         = var.allowed_cidrs
   hub_ami_id            = var.hub_ami_id
   instance_type         = var.hub_instance_type
@@ -98,6 +101,17 @@ module "hub" {
     database_url         = var.hub_database_url
   }
   parameter_versions = var.hub_parameter_versions
+}
+
+module "domain" {
+  source = "./modules/domain"
+  count  = var.domain_name != null && var.create_hub_instance ? 1 : 0
+
+  domain_name  = var.domain_name
+  zone_id      = var.route53_zone_id
+  alb_dns_name = module.hub.alb_dns_name
+  alb_zone_id  = module.hub.alb_zone_id
+  tags         = local.tags
 }
 
 module "monitoring" {

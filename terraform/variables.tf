@@ -158,8 +158,30 @@ variable "create_hub_instance" {
   default     = true
 }
 
+variable "domain_name" {
+  description = "The hub's domain (e.g. hub.example.org) in the Route 53 zone `route53_zone_id`. Terraform then creates a certificate for it and *.<domain> (DNS-validated), points both at the load balancer, and serves each user's server on its own host (https://<user>.<domain>, EC2HUB_SUBDOMAIN_HOST): use it whenever the hub's users are not all trusted admins. Null: bring `certificate_arn` and a DNS record yourself, and every server shares the hub's origin."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.domain_name == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", coalesce(var.domain_name, "x.y")))
+    error_message = "domain_name must be a lowercase DNS name without a trailing dot, e.g. hub.example.org."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "ID of the Route 53 hosted zone that holds `domain_name`; required with it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.route53_zone_id == null || can(regex("^Z[A-Z0-9]+$", coalesce(var.route53_zone_id, "Z0")))
+    error_message = "route53_zone_id must be a Route 53 hosted zone ID (Z...)."
+  }
+}
+
 variable "certificate_arn" {
-  description = "ACM certificate ARN of the hub's domain (HTTPS on the load balancer). Required when create_hub_instance is true."
+  description = "ACM certificate ARN of the hub's domain (HTTPS on the load balancer), when `domain_name` is not given (with it, Terraform makes the certificate). Required when create_hub_instance is true and domain_name is null."
   type        = string
   default     = null
 

@@ -22,6 +22,7 @@ from traitlets.config import Config
 from hub.gateway.limits import limits_for
 from hub.gateway.routes import KEY_VARIABLE
 from hub.instances import AWS_VARIABLES, configured_profiles
+from hub.origins import cookie_environment, service_origin
 from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, read_or_create_secret
 from spawner.launcher import LaunchSettings
 
@@ -177,6 +178,7 @@ def configure_gateway_service(
             "environment": {
                 "EC2HUB_GATEWAY_API_URL": f"http://{local_gateway}{PREFIX}/api",
                 KEY_VARIABLE: route_key,
+                **cookie_environment(settings),
             },
             # The token people sign in with also asks the gateway, as them, whose a cluster is.
             "oauth_client_allowed_scopes": [ACCESS_SCOPE],
@@ -196,7 +198,10 @@ def configure_gateway_service(
         **c.EC2Spawner.get("environment", {}),
         "DASK_GATEWAY__ADDRESS": f"{where.http_url}{PREFIX}",
         "DASK_GATEWAY__PROXY_ADDRESS": where.tcp_address,
-        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{settings.url.rstrip('/')}/services/{DASHBOARDS_NAME}",
+        # Dashboards on the relay's own host with EC2HUB_SUBDOMAIN_HOST, else on the hub's.
+        "DASK_GATEWAY__PUBLIC_ADDRESS": (
+            f"{service_origin(settings, DASHBOARDS_NAME) or settings.url}/services/{DASHBOARDS_NAME}"
+        ),
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
     return [ACCESS_SCOPE, f"access:services!service={DASHBOARDS_NAME}"]

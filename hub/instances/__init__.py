@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from traitlets.config import Config, LazyConfigValue
 
+from hub.origins import cookie_environment, service_origin
 from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
 from spawner.profiles import DEFAULT_PROFILES, validate_profiles
 
@@ -82,13 +83,19 @@ def configure_instances_service(c: Config, settings: Settings, env: Mapping[str,
     """Run the Instances page as the managed service `instances`, at /services/instances/, for admins only."""
     env = settings.env if env is None else env
     port = service_port(settings, env)
+    # The navigation bar's link (hub/templates/page.html): on the service's own host with
+    # EC2HUB_SUBDOMAIN_HOST, else on the hub's.
+    c.JupyterHub.template_vars = {
+        **c.JupyterHub.get("template_vars", {}),
+        "ec2hub_instances_url": f"{service_origin(settings, SERVICE_NAME)}/services/{SERVICE_NAME}/",
+    }
     c.JupyterHub.services.append(
         {
             "name": SERVICE_NAME,
             "command": [sys.executable, "-m", "hub.instances"],
             "cwd": str(REPO_ROOT),
             "url": f"http://127.0.0.1:{port}",
-            "environment": service_environment(c, settings, env),
+            "environment": {**service_environment(c, settings, env), **cookie_environment(settings)},
             # Part of the hub for its admins: no "authorize this service?" step.
             "oauth_no_confirm": True,
             # The navigation bar has its own admin-only link; the Services menu would repeat it.

@@ -34,7 +34,7 @@ def stack(tmp_path_factory):
 
 
 def sign_in(page, stack: Stack, user: str, password: str) -> None:
-    page.goto(f"{stack.settings.url}/hub/login")
+    page.goto(f"{stack.settings.public_url}/hub/login")
     page.fill("#username_input", user)
     page.fill("#password_input", password)
     page.click("#login_submit")

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import boto3
 import requests
@@ -92,6 +92,46 @@ def wait_for(check, timeout: float, what: str):
         delay = min(delay * 1.5, 0.5)
 
 
+def is_localhost(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
+
+
+@contextlib.contextmanager
+def localhost_subdomains() -> Iterator[None]:
+    """Names under .localhost resolve to loopback in this process, as browsers resolve them (RFC 6761):
+    a stack with EC2HUB_SUBDOMAIN_HOST=http://hub.localhost:PORT gives every user a host of its own."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        return resolve("127.0.0.1" if name and is_localhost(name) else host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = resolve
+
+
+class BrowserCookieJar(requests.cookies.RequestsCookieJar):
+    """Secure cookies (the hub's `__Host-` ones with subdomains) go back to http://*.localhost, as
+    browsers send them there: loopback counts as a secure context."""
+
+    def set_cookie(self, cookie, *args, **kwargs):
+        if cookie.secure and is_localhost(cookie.domain.lstrip(".")):
+            cookie.secure = False
+        return super().set_cookie(cookie, *args, **kwargs)
+
+
+def user_origin(stack: Stack, user: str) -> str:
+    """Where `user`'s server answers: its own host with EC2HUB_SUBDOMAIN_HOST, else the hub's."""
+    host = stack.settings.subdomain_host
+    if not host:
+        return stack.settings.url
+    parsed = urlparse(host)
+    return f"{parsed.scheme}://{user}.{parsed.netloc}"
+
+
 # Users of the tests sign up with this password; an admin approves them (the default sign-in method).
 USER_PASSWORD = "correct horse battery staple 42"
 
@@ -102,6 +142,7 @@ class HubClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.session = requests.Session()
+        self.session.cookies = BrowserCookieJar()
 
     def login(self, username: str, password: str) -> requests.Response:
         self.session.get(f"{self.base_url}/hub/login", timeout=10)
@@ -183,7 +224,7 @@ class HubClient:
 
 
 def admin_client(stack: Stack) -> HubClient:
-    client = HubClient(stack.settings.url)
+    client = HubClient(stack.settings.public_url)
     response = client.login(stack.settings.admin_user, stack.settings.admin_password)
     assert response.status_code == 302, "the admin from the settings signs in"
     return client
@@ -203,7 +244,7 @@ def approved_user(stack: Stack, username: str, password: str = USER_PASSWORD) ->
     Signing up first, rather than trying to sign in, keeps failed sign-ins (which the hub throttles
     per address: every test signs in from loopback) for the tests about them.
     """
-    client = HubClient(stack.settings.url)
+    client = HubClient(stack.settings.public_url)
     if "already in use" in client.sign_up(username, password).text:
         response = client.login(username, password)
         if response.status_code == 302:

@@ -161,7 +161,7 @@ def test_only_admins_have_the_instances_link_in_the_navigation_bar(stack, alice)
     admin_home = admin_client(stack).session.get(f"{stack.settings.url}/hub/home", timeout=30)
     assert admin_home.status_code == 200
     assert 'id="ec2hub-instances-link"' in admin_home.text
-    assert 'href="/hub/../services/instances/"' in admin_home.text
+    assert 'href="/services/instances/"' in admin_home.text
     alice_home = alice.session.get(f"{stack.settings.url}/hub/home", timeout=30)
     assert alice_home.status_code == 200
     assert "ec2hub-instances-link" not in alice_home.text

@@ -12,12 +12,16 @@ provider "aws" {
 module "ec2hub" {
   source = "../../"
 
-  name            = "ec2hub"
-  user_ami_id     = var.user_ami_id
-  certificate_arn = var.certificate_arn
-  hub_image       = var.hub_image
-  allowed_cidrs   = var.allowed_cidrs
-  alarm_emails    = var.alarm_emails
+  name          = "ec2hub"
+  user_ami_id   = var.user_ami_id
+  hub_image     = var.hub_image
+  allowed_cidrs = var.allowed_cidrs
+  alarm_emails  = var.alarm_emails
+
+  # The hub at https://<domain>/, each user's server on a host of its own (https://<user>.<domain>/):
+  # Terraform makes the certificate for the domain and its wildcard and points both at the hub.
+  domain_name     = var.domain_name
+  route53_zone_id = var.route53_zone_id
 
   hub_environment = {
     EC2HUB_AUTH       = "signup"

@@ -19,13 +19,23 @@ variable "user_ami_id" {
   }
 }
 
-variable "certificate_arn" {
-  description = "ACM certificate ARN of the hub's domain (e.g. hub.example.org), in the same region."
+variable "domain_name" {
+  description = "The hub's domain (e.g. hub.example.org), in the Route 53 zone route53_zone_id; users' servers are served at <user>.<domain>."
   type        = string
 
   validation {
-    condition     = can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
-    error_message = "certificate_arn must be an ACM certificate ARN."
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain_name))
+    error_message = "domain_name must be a lowercase DNS name without a trailing dot, e.g. hub.example.org."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "ID of the Route 53 hosted zone that holds domain_name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^Z[A-Z0-9]+$", var.route53_zone_id))
+    error_message = "route53_zone_id must be a Route 53 hosted zone ID (Z...)."
   }
 }
 

@@ -28,6 +28,11 @@ output "alb_dns_name" {
   value       = one(aws_lb.hub[*].dns_name)
 }
 
+output "alb_zone_id" {
+  description = "Route 53 zone ID of the load balancer, for alias records of the hub's domain."
+  value       = one(aws_lb.hub[*].zone_id)
+}
+
 output "alb_arn_suffix" {
   description = "ARN suffix of the load balancer (CloudWatch dimension)."
   value       = one(aws_lb.hub[*].arn_suffix)
