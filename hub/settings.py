@@ -212,7 +212,9 @@ class Settings:
             hub_port=parse_port(env, "EC2HUB_HUB_PORT", d("hub_port")),
             proxy_api_port=parse_port(env, "EC2HUB_PROXY_API_PORT", d("proxy_api_port")),
             hub_connect_url=env.get("EC2HUB_HUB_CONNECT_URL", ""),
-            subdomain_host=_subdomain_host(env.get("EC2HUB_SUBDOMAIN_HOST", "")),
+            subdomain_host=_subdomain_host(
+                env.get("EC2HUB_SUBDOMAIN_HOST", ""), parse_port(env, "EC2HUB_PORT", d("port"))
+            ),
             admin_user=env.get("EC2HUB_ADMIN_USER", "").strip() or d("admin_user"),
             admin_user_configured=bool(env.get("EC2HUB_ADMIN_USER", "").strip()),
             admin_password=admin_password,
@@ -257,7 +259,8 @@ class Settings:
         return self.subdomain_host or self.url
 
 
-def _subdomain_host(value: str) -> str:
+def _subdomain_host(value: str, port: int) -> str:
+    """EC2HUB_SUBDOMAIN_HOST checked; `port`: the hub's, which a *.localhost host must name."""
     raw = value.strip().rstrip("/")
     if not raw:
         return ""
@@ -280,12 +283,17 @@ def _subdomain_host(value: str) -> str:
             f"EC2HUB_SUBDOMAIN_HOST={value!r} is not scheme://host[:port]"
             " (e.g. https://hub.example.org, or http://hub.localhost:8000 on this machine)"
         )
-    if parsed.scheme == "http" and not (
-        parsed.hostname == "localhost" or parsed.hostname.endswith(".localhost")
-    ):
+    on_this_machine = parsed.hostname == "localhost" or parsed.hostname.endswith(".localhost")
+    if parsed.scheme == "http" and not on_this_machine:
         # The hub's cookies are `__Host-` and Secure, which browsers accept over http on loopback only.
         raise SettingsError(
             f"EC2HUB_SUBDOMAIN_HOST={value!r}: https is needed (http only for *.localhost on this machine)"
+        )
+    if on_this_machine and (parsed.port or {"http": 80, "https": 443}[parsed.scheme]) != port:
+        # Browsers reach *.localhost on loopback, where only the hub's own port (EC2HUB_PORT) answers.
+        raise SettingsError(
+            f"EC2HUB_SUBDOMAIN_HOST={value!r}: on this machine its port is the hub's,"
+            f" EC2HUB_PORT={port} (e.g. http://hub.localhost:{port})"
         )
     return raw.lower()
 

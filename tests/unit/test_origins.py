@@ -66,6 +66,16 @@ def test_plain_http_is_for_localhost_only(tmp_path):
         Settings.from_env(hub_env(tmp_path, EC2HUB_SUBDOMAIN_HOST="http://hub.example.org"))
 
 
+def test_on_this_machine_the_subdomain_host_names_the_hubs_port(tmp_path):
+    with pytest.raises(SettingsError, match=r"EC2HUB_PORT=8123 \(e\.g\. http://hub\.localhost:8123\)"):
+        Settings.from_env(
+            hub_env(tmp_path, EC2HUB_PORT="8123", EC2HUB_SUBDOMAIN_HOST="http://hub.localhost:8000")
+        )
+    # On AWS the load balancer listens on 443 in front of the hub's 8000.
+    settings = Settings.from_env(hub_env(tmp_path, EC2HUB_SUBDOMAIN_HOST="https://hub.example.org"))
+    assert settings.port == 8000
+
+
 def test_with_a_subdomain_host_servers_and_services_get_hosts_of_their_own(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         c = configured(tmp_path, EC2HUB_SUBDOMAIN_HOST="http://hub.localhost:8000")
