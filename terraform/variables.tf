@@ -175,8 +175,8 @@ variable "route53_zone_id" {
   default     = null
 
   validation {
-    condition     = var.route53_zone_id == null || can(regex("^Z[A-Z0-9]+$", coalesce(var.route53_zone_id, "Z0")))
-    error_message = "route53_zone_id must be a Route 53 hosted zone ID (Z...)."
+    condition     = var.route53_zone_id == null || can(regex("^[A-Z0-9]+$", coalesce(var.route53_zone_id, "Z0")))
+    error_message = "route53_zone_id must be a Route 53 hosted zone ID (e.g. Z0123456789ABCDEFGHIJ, without /hostedzone/)."
   }
 }
 

@@ -34,8 +34,8 @@ variable "route53_zone_id" {
   type        = string
 
   validation {
-    condition     = can(regex("^Z[A-Z0-9]+$", var.route53_zone_id))
-    error_message = "route53_zone_id must be a Route 53 hosted zone ID (Z...)."
+    condition     = can(regex("^[A-Z0-9]+$", var.route53_zone_id))
+    error_message = "route53_zone_id must be a Route 53 hosted zone ID (e.g. Z0123456789ABCDEFGHIJ, without /hostedzone/)."
   }
 }
 

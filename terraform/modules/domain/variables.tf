@@ -13,8 +13,8 @@ variable "zone_id" {
   type        = string
 
   validation {
-    condition     = can(regex("^Z[A-Z0-9]+$", var.zone_id))
-    error_message = "zone_id must be a Route 53 hosted zone ID (Z...)."
+    condition     = can(regex("^[A-Z0-9]+$", var.zone_id))
+    error_message = "zone_id must be a Route 53 hosted zone ID (e.g. Z0123456789ABCDEFGHIJ, without /hostedzone/)."
   }
 }
 
