@@ -1,10 +1,11 @@
 """The image's bootstrap, where it decides alone: without FUSE the server still starts, with a note;
 the S3 folders are links to hidden mount points, so JupyterLab shows when they were mounted; s3://
-reads get requests in flight for the instance's size."""
+reads get requests in flight for the instance's size; a pool instance warms the first cell's libraries."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from importlib.machinery import SourceFileLoader
@@ -91,3 +92,27 @@ def test_each_boot_links_again_and_an_old_mount_point_is_replaced_its_files_kept
 def test_s3_reads_get_requests_in_flight_for_the_instances_size(bootstrap, vcpus, threads):
     # pyarrow's own S3 client (pandas and pyarrow.dataset on s3:// URLs) runs a request per I/O thread.
     assert bootstrap.read_defaults(vcpus) == {"ARROW_IO_THREADS": str(threads)}
+
+
+def test_a_pool_instance_imports_the_first_cell_once_in_a_throwaway_process(bootstrap, tmp_path, monkeypatch):
+    # A stand-in library that records which process imported it and where matplotlib would cache.
+    (tmp_path / "first_cell_lib.py").write_text(
+        "import os, pathlib\n"
+        f"pathlib.Path({str(tmp_path / 'imported')!r}).write_text("
+        "f\"{os.getpid()} {os.environ['MPLCONFIGDIR']} {os.environ['MPLBACKEND']}\")\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(bootstrap, "FIRST_CELL", ("first_cell_lib",))
+
+    bootstrap.warm_first_cell()
+
+    pid, cache, backend = (tmp_path / "imported").read_text().split()
+    assert int(pid) != os.getpid() and "first_cell_lib" not in sys.modules
+    assert not os.path.exists(cache), "matplotlib's scratch cache is gone, nothing left in root's home"
+    assert backend == "Agg"
+
+
+def test_a_first_cell_that_cannot_import_leaves_the_pool_instance_waiting(bootstrap, monkeypatch, capsys):
+    monkeypatch.setattr(bootstrap, "FIRST_CELL", ("numpy", "no_such_library_here"))
+    bootstrap.warm_first_cell()
+    assert "first cell not warmed: ModuleNotFoundError" in capsys.readouterr().out
