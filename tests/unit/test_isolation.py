@@ -1,5 +1,5 @@
 """The pieces of the local cloud's isolation of instances: their view of the files, their metadata
-service's check of who asks."""
+service's check of who asks, and what `make up` says when it cannot isolate."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from localcloud.metadata import MetadataServer, peer_uid
 from localcloud.sandbox import Plan, plan_for
+from localcloud.up import isolation_note
 
 STATE = Path("/srv/platform/state/localcloud")
 HOME = STATE / "instances" / "i-1" / "home"
@@ -98,3 +99,9 @@ def test_a_metadata_service_answers_its_uids_and_refuses_any_other():
         service.stop()
     assert own.stdout.strip() == "200", own.stderr
     assert other.stdout.strip() == "403", other.stderr
+
+
+def test_make_up_says_when_its_users_are_not_isolated():
+    assert isolation_note(0) == []
+    [note] = isolation_note(1000)
+    assert "not isolated" in note.lower() and "root" in note
