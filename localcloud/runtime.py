@@ -280,13 +280,12 @@ class InstanceRuntime:
             script.chmod(0o700)
             command = [str(script)]
             if self.isolate:
-                account = accounts.create(instance.id, home)
                 command = self._sandboxed(command, home, script)
+                account = accounts.create(instance.id, home)
             # Only the instance's own processes ask its metadata service: none without a script.
             metadata = MetadataServer(
                 instance, ip, self.imds_port, allowed_uids={0, account.pw_uid} if account else None
             )
-            metadata.start()
             env = {
                 "PATH": os.pathsep.join([str(BOOTSTRAP_DIR), str(self.ami_bin), "/usr/bin", "/bin"]),
                 "HOME": str(home),
@@ -300,6 +299,7 @@ class InstanceRuntime:
                 # The image's server account (the bootstrap drops root for it), this instance's own.
                 env["EC2HUB_SERVER_USER"] = account.pw_name
             try:
+                metadata.start()
                 process = _run_user_data(command, home, env, disk / "console.log")
             except BaseException:
                 metadata.stop()  # the next try binds the same address
@@ -357,13 +357,14 @@ class InstanceRuntime:
         booted = self._booted.get(instance_id)
         if booted is None or booted.process is None:
             raise LookupError(f"{instance_id} has no running processes")
+        if booted.uid is not None:
+            # Its processes in sessions of their own (kernels, terminals) too.
+            accounts.end_processes(booted.uid)
         try:
             os.killpg(booted.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             return
         booted.process.wait(timeout=10)
-        if booted.uid is not None:
-            accounts.end_processes(booted.uid)
         self._console_line(instance_id, f"every process of {instance_id} was killed")
 
     def _halt(self, instance: Instance) -> None:
