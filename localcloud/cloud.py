@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     motofixes.apply()
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)  # the account's admin keys, the AWS state, every instance's disk
     faults = Faults()
     endpoint = Endpoint("127.0.0.1", args.port, state_dir, faults)
     restored = endpoint.restore()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
+import struct
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,13 +37,35 @@ def decode_user_data(user_data) -> bytes:
         return str(user_data).encode()
 
 
-class MetadataServer:
-    """Answers an instance's metadata requests: identity, placement, user-data, role credentials."""
+def _tcp_address(ip: str, port: int) -> str:
+    """An IPv4 address as /proc/net/tcp writes it: the address's 32 bits in host order, the port."""
+    return f"{struct.unpack('=I', socket.inet_aton(ip))[0]:08X}:{port:04X}"
 
-    def __init__(self, instance, ip: str, port: int) -> None:
+
+def peer_uid(client: tuple[str, int], server: tuple[str, int], table: str = "/proc/net/tcp") -> int | None:
+    """The uid that owns the client end of a local TCP connection, or None when none is found."""
+    local, remote = _tcp_address(*client), _tcp_address(*server)
+    with open(table) as f:
+        next(f)  # the header
+        for line in f:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                return int(fields[7])
+    return None
+
+
+class MetadataServer:
+    """Answers an instance's metadata requests: identity, placement, user-data, role credentials.
+
+    With `allowed_uids`, only connections from processes of those uids get an answer: on EC2 no
+    other machine reaches an instance's metadata service, here every instance shares loopback.
+    """
+
+    def __init__(self, instance, ip: str, port: int, allowed_uids: set[int] | None = None) -> None:
         self.instance = instance
         self.ip = ip
         self.port = port
+        self.allowed_uids = frozenset(allowed_uids) if allowed_uids is not None else None
         self._tokens: dict[str, float] = {}
         self._credentials: dict | None = None
         self._lock = threading.Lock()
@@ -65,6 +89,11 @@ class MetadataServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    def answers(self, client: tuple[str, int]) -> bool:
+        if self.allowed_uids is None:
+            return True
+        return peer_uid(client[:2], (self.ip, self.port)) in self.allowed_uids
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -208,6 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_PUT(self) -> None:  # noqa: N802
+        if not self.service.answers(self.client_address):
+            return self._send(403, "Forbidden")
         if self.path != "/latest/api/token":
             return self._send(404, "Not Found")
         try:
@@ -224,6 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(token.encode())
 
     def do_GET(self) -> None:  # noqa: N802
+        if not self.service.answers(self.client_address):
+            return self._send(403, "Forbidden")
         token = self.headers.get("X-aws-ec2-metadata-token")
         if token is not None and not self.service.token_valid(token):
             return self._send(401, "Unauthorized")

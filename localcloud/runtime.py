@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +20,11 @@ from moto.ec2.models.instances import Instance
 from moto.ec2.responses.general import General
 from moto.ec2.responses.instances import InstanceResponse
 
+from localcloud import accounts
 from localcloud.backends import all_instances
 from localcloud.faults import Faults, fail_launch
 from localcloud.metadata import MetadataServer, decode_user_data
+from localcloud.sandbox import plan_for
 
 log = logging.getLogger("localcloud.runtime")
 
@@ -47,11 +50,15 @@ def set_state(instance: Instance, name: str) -> None:
 
 
 class Booted:
-    """What runs for one instance: its user-data process group and its metadata service."""
+    """What runs for one instance: its user-data process group, its metadata service and, when
+    instances are isolated, the uid of its account."""
 
-    def __init__(self, process: subprocess.Popen | None, metadata: MetadataServer | None) -> None:
+    def __init__(
+        self, process: subprocess.Popen | None, metadata: MetadataServer | None, uid: int | None = None
+    ) -> None:
         self.process = process
         self.metadata = metadata
+        self.uid = uid
         self.exit_reported = False
 
 
@@ -60,6 +67,11 @@ class InstanceRuntime:
 
     moto switches instance states at once; here, as on EC2, an instance is "pending" until it
     has booted and "stopping" until its processes are gone.
+
+    Isolated (the default when run as root), each instance runs in a view of the files of its
+    own (localcloud.sandbox: its disk and the image, nothing else of the state folder) with an
+    OS account of its own (localcloud.accounts) that its bootstrap drops to, and its metadata
+    service answers no other account. Otherwise every instance runs as the local cloud's user.
     """
 
     def __init__(
@@ -72,7 +84,9 @@ class InstanceRuntime:
         gate,
         poll_interval: float = 0.05,
         faults: Faults | None = None,
+        isolate: bool | None = None,
     ) -> None:
+        self.state_dir = state_dir
         self.instances_dir = state_dir / "instances"
         self.aws_endpoint_url = aws_endpoint_url
         self.imds_port = imds_port
@@ -80,6 +94,8 @@ class InstanceRuntime:
         self.gate = gate
         self.poll_interval = poll_interval
         self.faults = faults or Faults()
+        self.isolate = os.geteuid() == 0 if isolate is None else isolate
+        self._image_paths: dict[Path, bool] | None = None
         self._booted: dict[str, Booted] = {}
         self._busy: set[str] = set()
         self._lock = threading.Lock()
@@ -143,6 +159,19 @@ class InstanceRuntime:
 
     def start(self) -> None:
         self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self.instances_dir.chmod(0o700)
+        if self.isolate:
+            for instance_id in accounts.leftovers(self.instances_dir):
+                log.warning(
+                    "removing the account %s left by an earlier run", accounts.account_name(instance_id)
+                )
+                accounts.remove(instance_id)
+        else:
+            log.warning(
+                "not run as root: every instance runs as this user (uid %d); users are not isolated"
+                " from each other nor from the state folder",
+                os.geteuid(),
+            )
         self._thread = threading.Thread(target=self._loop, name="instance-runtime", daemon=True)
         self._thread.start()
 
@@ -240,17 +269,23 @@ class InstanceRuntime:
             return
         home = disk / "home"
         home.mkdir(parents=True, exist_ok=True)
+        disk.chmod(0o700)
         ip = instance.private_ip
         self._console_line(instance.id, f"booting {instance.id} ({instance.instance_type}) at {ip}")
-        process = metadata = None
+        process = metadata = account = None
         user_data = decode_user_data(instance.user_data)
         if user_data.startswith(b"#!"):
-            # Only the instance's own processes ask its metadata service: none without a script.
-            metadata = MetadataServer(instance, ip, self.imds_port)
-            metadata.start()
             script = disk / "user-data"
             script.write_bytes(user_data)
             script.chmod(0o700)
+            command = [str(script)]
+            if self.isolate:
+                command = self._sandboxed(command, home, script)
+                account = accounts.create(instance.id, home)
+            # Only the instance's own processes ask its metadata service: none without a script.
+            metadata = MetadataServer(
+                instance, ip, self.imds_port, allowed_uids={0, account.pw_uid} if account else None
+            )
             env = {
                 "PATH": os.pathsep.join([str(BOOTSTRAP_DIR), str(self.ami_bin), "/usr/bin", "/bin"]),
                 "HOME": str(home),
@@ -260,17 +295,47 @@ class InstanceRuntime:
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.url,
                 "AWS_ENDPOINT_URL": self.aws_endpoint_url,
             }
+            if account is not None:
+                # The image's server account (the bootstrap drops root for it), this instance's own.
+                env["EC2HUB_SERVER_USER"] = account.pw_name
             try:
-                process = _run_user_data(script, home, env, disk / "console.log")
+                metadata.start()
+                process = _run_user_data(command, home, env, disk / "console.log")
             except BaseException:
                 metadata.stop()  # the next try binds the same address
+                if account is not None:
+                    accounts.remove(instance.id)
                 raise
         else:
             self._console_line(instance.id, "no user-data script: nothing to run")
-        self._booted[instance.id] = Booted(process, metadata)
+        self._booted[instance.id] = Booted(process, metadata, account.pw_uid if account else None)
         with self.gate.request():
             if instance._state.name == "pending":
                 set_state(instance, "running")
+
+    def image_paths(self) -> dict[Path, bool]:
+        """What of this machine an instance needs (path -> read-only): the image's environment,
+        the interpreter it is built on, and the bootstrap."""
+        if self._image_paths is None:
+            python = self.ami_bin / "python"
+            base = subprocess.run(
+                [str(python), "-c", "import sys; print(sys.base_prefix)"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout.strip()
+            self._image_paths = {
+                self.ami_bin.parent: True,
+                Path(base).resolve(): True,
+                BOOTSTRAP_DIR: True,
+                REPO_ROOT: True,
+            }
+        return self._image_paths
+
+    def _sandboxed(self, command: list[str], home: Path, script: Path) -> list[str]:
+        plan = plan_for(self.state_dir, {**self.image_paths(), home: False, script: True})
+        return [sys.executable, "-m", "localcloud.sandbox", plan.to_json(), "--", *command]
 
     def _kill(self, instance: Instance) -> None:
         booted = self._booted.pop(instance.id, None)
@@ -278,6 +343,9 @@ class InstanceRuntime:
             if booted.process is not None and booted.process.poll() is None:
                 _end_process_group(booted.process)
                 self._console_line(instance.id, f"processes of {instance.id} ended")
+            if booted.uid is not None:
+                # Processes in sessions of their own (kernels, terminals) end with the account.
+                accounts.remove(instance.id)
             if booted.metadata is not None:
                 booted.metadata.stop()
         # Power off: whatever the instance mounted (its S3 folders) goes with it.
@@ -289,6 +357,9 @@ class InstanceRuntime:
         booted = self._booted.get(instance_id)
         if booted is None or booted.process is None:
             raise LookupError(f"{instance_id} has no running processes")
+        if booted.uid is not None:
+            # Its processes in sessions of their own (kernels, terminals) too.
+            accounts.end_processes(booted.uid)
         try:
             os.killpg(booted.process.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -328,7 +399,7 @@ class InstanceRuntime:
         self._workers.shutdown(wait=True)
 
 
-def _run_user_data(script: Path, home: Path, env: dict, console_path: Path) -> subprocess.Popen:
+def _run_user_data(command: list[str], home: Path, env: dict, console_path: Path) -> subprocess.Popen:
     """Start the user-data script as a process group of its own, its output in the console log.
 
     With many instances booting at once, another thread's fork can still hold the just-written
@@ -339,7 +410,7 @@ def _run_user_data(script: Path, home: Path, env: dict, console_path: Path) -> s
         try:
             with console_path.open("ab") as console:
                 return subprocess.Popen(
-                    [str(script)],
+                    command,
                     cwd=home,
                     env=env,
                     stdin=subprocess.DEVNULL,

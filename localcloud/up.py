@@ -124,6 +124,9 @@ class Stack:
         )
 
     def start(self) -> None:
+        # The hub's database, its secrets and the local cloud's state: for whoever runs it alone.
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.state_dir.chmod(0o700)
         try:
             self.start_cloud()
             self.start_hub()
@@ -185,9 +188,20 @@ def banner(settings: Settings, outputs: dict, env: Mapping[str, str]) -> str:
             f" (AWS_CONFIG_FILE={outputs['config_file']}"
             f" AWS_SHARED_CREDENTIALS_FILE={outputs['credentials_file']} AWS_PROFILE=admin)",
             "  Stop            Ctrl-C (instances stop and keep their disks)",
+            *isolation_note(os.geteuid()),
             "",
         ]
     )
+
+
+def isolation_note(euid: int) -> list[str]:
+    """Run as another user than root, the local cloud cannot give instances accounts of their own."""
+    if euid == 0:
+        return []
+    return [
+        "  Not isolated    every instance runs as this user: users can read each other's files, the"
+        " hub's database and the state folder; run as root for one account per instance",
+    ]
 
 
 def main() -> int:
