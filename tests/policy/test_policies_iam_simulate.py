@@ -348,6 +348,37 @@ LAUNCH_LIMITS = {
     "RunInstances with another security group": (launch_into("security-group", "sg-0open"), DENIED),
     "RunInstances from the configured image": (launch_into("image", IMAGE), ALLOWED),
     "RunInstances from an outside image": (launch_into("image", "ami-0outside"), DENIED),
+    **{
+        f"ModifyInstanceAttribute: resize to {size} (a size on the form)": (
+            hub_request(
+                "ec2:ModifyInstanceAttribute",
+                INSTANCE_ARN,
+                **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "ec2:Attribute/InstanceType": size},
+            ),
+            ALLOWED,
+        )
+        for size in SIZES
+    },
+    "ModifyInstanceAttribute: resize to a type not on the form": (
+        hub_request(
+            "ec2:ModifyInstanceAttribute",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": HUB_ID, "ec2:Attribute/InstanceType": "p5.48xlarge"},
+        ),
+        DENIED,
+    ),
+    "ModifyInstanceAttribute: new user-data on this hub's instance": (
+        hub_request("ec2:ModifyInstanceAttribute", INSTANCE_ARN, **{"ec2:ResourceTag/ec2hub:hub": HUB_ID}),
+        ALLOWED,
+    ),
+    "ModifyInstanceAttribute: resize another hub's instance": (
+        hub_request(
+            "ec2:ModifyInstanceAttribute",
+            INSTANCE_ARN,
+            **{"ec2:ResourceTag/ec2hub:hub": "other-hub", "ec2:Attribute/InstanceType": "t3.medium"},
+        ),
+        DENIED,
+    ),
     "RunInstances with its own network interface": (launch_into("network-interface", "eni-1"), ALLOWED),
 }
 
