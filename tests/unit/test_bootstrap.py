@@ -1,17 +1,24 @@
 """The image's bootstrap, where it decides alone: without FUSE the server still starts, with a note;
 the S3 folders are links to hidden mount points, so JupyterLab shows when they were mounted; s3://
-reads get requests in flight for the instance's size; a pool instance warms the first cell's libraries."""
+reads get requests in flight for the instance's size; a pool instance warms the first cell's libraries;
+a job instance runs its notebook with papermill, saves the results in S3 and reports to the jobs service."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
+from types import SimpleNamespace
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 from hub.settings import REPO_ROOT
 
@@ -116,3 +123,220 @@ def test_a_first_cell_that_cannot_import_leaves_the_pool_instance_waiting(bootst
     monkeypatch.setattr(bootstrap, "FIRST_CELL", ("numpy", "no_such_library_here"))
     bootstrap.warm_first_cell()
     assert "first cell not warmed: ModuleNotFoundError" in capsys.readouterr().out
+
+
+# Notebook jobs: the steps after the settings are read and root is dropped (run_notebook_job).
+
+JOB_PREFIX = "users/alice/jobs/j1/"
+SECRET = "report-secret"
+
+
+@pytest.fixture
+def jobs_service():
+    """The jobs service's report endpoint: records each report, answers the scripted statuses, then 200."""
+    reports, answers = [], []
+
+    class Reports(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reports.append(
+                SimpleNamespace(path=self.path, authorization=self.headers["Authorization"], body=body)
+            )
+            self.send_response(answers.pop(0) if answers else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Reports)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield SimpleNamespace(
+        url=f"http://127.0.0.1:{server.server_port}/services/jobs/api/runs/j1",
+        reports=reports,
+        answers=answers,
+    )
+    server.shutdown()
+    server.server_close()
+
+
+def notebook(*sources, parameters=None):
+    cells = [new_code_cell(source) for source in sources]
+    if parameters is not None:
+        cells.insert(0, new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(new_notebook(cells=cells, metadata={"kernelspec": kernel}))
+
+
+def job_settings(jobs_service, input_name, formats=("ipynb", "html"), parameters=None):
+    return {
+        "job": {
+            "input_prefix": JOB_PREFIX + "input/",
+            "input_name": input_name,
+            "output_prefix": JOB_PREFIX,
+            "output_stem": "report",
+            "output_formats": list(formats),
+            "parameters": parameters or {},
+        },
+        "report_url": jobs_service.url,
+        "report_token": SECRET,
+    }
+
+
+def run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs):
+    monkeypatch.setenv("EC2HUB_BUCKET", "unit-data")
+    for name, content in inputs.items():
+        account.s3.put_object(Bucket="unit-data", Key=JOB_PREFIX + "input/" + name, Body=content)
+    work = tmp_path / "home" / bootstrap.JOBS_DIR / "j1"
+    bootstrap.run_notebook_job(settings, str(work), account.s3)
+    return work
+
+
+def saved(account, name):
+    return account.s3.get_object(Bucket="unit-data", Key=JOB_PREFIX + name)
+
+
+def test_a_job_runs_its_notebook_with_its_parameters_and_saves_and_reports_the_results(
+    bootstrap, account, tmp_path, monkeypatch, jobs_service
+):
+    # The notebook was packaged with its folder: it reads a file beside it, by a relative path.
+    inputs = {
+        "project/report.ipynb": notebook(
+            "rows = open('data/rows.csv').read().split()",
+            "print(repr(n), repr(word), len(rows))",
+            parameters="n = 0\nword = 'unset'",
+        ),
+        "project/data/rows.csv": "a\nb\n",
+    }
+    settings = job_settings(jobs_service, "project/report.ipynb", parameters={"n": "3", "word": "hello"})
+
+    run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+
+    executed = nbformat.reads(saved(account, "report.ipynb")["Body"].read().decode(), as_version=4)
+    printed = [output.get("text") for cell in executed.cells for output in cell.get("outputs", [])]
+    assert "3 'hello' 2\n" in printed
+    assert saved(account, "report.ipynb")["ContentType"] == "application/x-ipynb+json"
+    page = saved(account, "report.html")
+    assert page["ContentType"] == "text/html" and "<pre>3 'hello' 2" in page["Body"].read().decode()
+    assert "3 'hello' 2" in saved(account, "job.log")["Body"].read().decode(), "the cells' outputs are logged"
+
+    started, finished = jobs_service.reports
+    assert started.path.endswith("/j1/started") and finished.path.endswith("/j1/finished")
+    assert started.authorization == finished.authorization == f"Bearer {SECRET}"
+    report = finished.body
+    assert report["status"] == "COMPLETED" and report["status_message"] == ""
+    assert report["outputs"] == {
+        "ipynb": "report.ipynb",
+        "html": "report.html",
+        "log": "job.log",
+        "status": "status.json",
+    }
+    assert "3 'hello' 2" in report["log_tail"]
+    times = [report[name] for name in ("start_time", "first_cell_start", "last_cell_end", "end_time")]
+    assert times == sorted(times) and started.body["attempt_started"] == report["start_time"]
+    status = json.loads(saved(account, "status.json")["Body"].read())
+    assert status == {name: report[name] for name in status} and len(status) == 6
+    assert SECRET not in json.dumps(report) + report["log_tail"]
+
+
+def test_a_failing_notebook_ends_failed_with_the_error_and_what_ran_is_saved(
+    bootstrap, account, tmp_path, monkeypatch, jobs_service
+):
+    inputs = {"fail.ipynb": notebook("print('before the error')", "raise ValueError('bad row')")}
+    settings = job_settings(jobs_service, "fail.ipynb", formats=["ipynb"])
+
+    run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+
+    report = jobs_service.reports[-1].body
+    assert report["status"] == "FAILED"
+    assert "ValueError: bad row" in report["status_message"]
+    assert "ValueError: bad row" in report["log_tail"] and "before the error" in report["log_tail"]
+    assert set(report["outputs"]) == {"ipynb", "log", "status"}, "only the formats asked for"
+    executed = saved(account, "report.ipynb")["Body"].read().decode()
+    assert "before the error" in executed and "bad row" in executed
+    assert json.loads(saved(account, "status.json")["Body"].read())["status"] == "FAILED"
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("3", 3),
+        ("2.5", 2.5),
+        ("'x'", "x"),
+        ('"s3://b/x/"', "s3://b/x/"),
+        ("hello", "hello"),
+        ("hello world", "hello world"),
+        ("True", True),
+        ("None", None),
+        ("[1, 2]", [1, 2]),
+        ("2024-01-31", "2024-01-31"),
+        ("", ""),
+    ],
+)
+def test_job_parameters_are_python_literals_or_else_plain_text(bootstrap, text, value):
+    assert bootstrap.job_parameters({"p": text}) == {"p": value}
+
+
+@pytest.mark.parametrize("key", ["../escape.py", "a/../../escape.py", "/etc/passwd", ".."])
+def test_an_input_path_that_leads_out_of_the_jobs_folder_is_refused(bootstrap, tmp_path, key):
+    with pytest.raises(ValueError, match="refused"):
+        bootstrap.inside(str(tmp_path), key)
+
+
+def test_a_job_with_an_escaping_input_key_fails_and_writes_nothing_outside(
+    bootstrap, account, tmp_path, monkeypatch, jobs_service
+):
+    inputs = {"report.ipynb": notebook("print('never')"), "../escape.py": "print('out')"}
+    settings = job_settings(jobs_service, "report.ipynb")
+
+    work = run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+
+    [finished] = jobs_service.reports  # nothing ran: no start to report
+    assert finished.body["status"] == "FAILED" and "refused" in finished.body["status_message"]
+    assert [p.name for p in work.parent.iterdir()] == ["j1"]
+    assert not list(work.rglob("escape.py"))
+
+
+def test_a_report_is_retried_while_the_service_is_away_and_a_refusal_is_final(
+    bootstrap, jobs_service, monkeypatch
+):
+    monkeypatch.setattr(bootstrap, "REPORT_DELAY", 0.01)
+    jobs_service.answers[:] = [503, 502]
+    assert bootstrap.post_report(jobs_service.url + "/finished", SECRET, {"status": "COMPLETED"}, 5)
+    assert len(jobs_service.reports) == 3
+
+    jobs_service.answers[:] = [403]
+    assert not bootstrap.post_report(jobs_service.url + "/finished", SECRET, {"status": "COMPLETED"}, 5)
+    assert len(jobs_service.reports) == 4
+
+
+def test_a_job_instance_reads_its_settings_from_ssm_and_its_kernel_sees_the_users_data(
+    bootstrap, account, tmp_path, monkeypatch, jobs_service
+):
+    # The local cloud's instance (its own metadata service): no power-off, the service ends it.
+    monkeypatch.setattr(bootstrap, "IMDS", "http://127.0.0.1:1")
+    monkeypatch.setattr(bootstrap, "mount_data", lambda *args: None)
+    environment = {
+        "EC2HUB_BUCKET": "unit-data",
+        "EC2HUB_USER_PREFIX": "users/alice/",
+        "JUPYTERHUB_USER": "alice",
+        "EC2HUB_JOB_ID": "j1",
+        "EC2HUB_JOB_NAME": "nightly",
+    }
+    for name in [*environment, "EC2HUB_DATA_URL", "PATH", "HOME"]:  # run_job sets them: put back after
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EC2HUB_SERVER_USER", "no-such-account")  # stays as it is, root or not
+    monkeypatch.chdir(tmp_path)
+    printing = notebook("import os; print(os.environ['EC2HUB_DATA_URL'], os.getcwd())")
+    account.s3.put_object(Bucket="unit-data", Key=JOB_PREFIX + "input/report.ipynb", Body=printing)
+    settings = {"environment": environment, **job_settings(jobs_service, "report.ipynb")}
+    parameter = "/ec2hub/users/alice/jobs/j1/settings"
+    account.ssm.put_parameter(Name=parameter, Value=json.dumps(settings), Type="SecureString")
+    identity = {"instanceId": "i-0123", "instanceType": "t3.medium"}
+
+    bootstrap.run_job(identity, "us-east-1", parameter, token="unused")
+
+    work = tmp_path / "home" / bootstrap.JOBS_DIR / "j1"
+    assert jobs_service.reports[-1].body["status"] == "COMPLETED"
+    assert f"s3://unit-data/users/alice/ {work / 'input'}" in jobs_service.reports[-1].body["log_tail"]
