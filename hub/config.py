@@ -102,6 +102,7 @@ def configure(c: Config, settings: Settings) -> None:
     configure_pool_service(c, settings)
 
     from hub.gateway import configure_gateway_service
+    from hub.jobs import configure_jobs_service
 
-    grant_service_access(c, configure_gateway_service(c, settings))
+    grant_service_access(c, configure_gateway_service(c, settings) + configure_jobs_service(c, settings))
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES), *c.JupyterHub.get("template_paths", [])]

@@ -254,6 +254,16 @@ class Settings:
         return f"http://{self.bind_ip}:{self.port}"
 
     @property
+    def reachable_host(self) -> str:
+        """The hub machine's address as user instances reach it (where they reach the hub's API)."""
+        host = urlparse(self.hub_connect_url).hostname if self.hub_connect_url else self.bind_ip
+        if host in (None, "", "0.0.0.0"):  # noqa: S104 (a check, not a bind)
+            raise SettingsError(
+                "EC2HUB_HUB_CONNECT_URL is needed when the hub binds 0.0.0.0: the address instances reach"
+            )
+        return host
+
+    @property
     def public_url(self) -> str:
         """Where people open the hub: the subdomain host when there is one."""
         return self.subdomain_host or self.url

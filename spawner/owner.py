@@ -20,13 +20,15 @@ TAG_HUB = "ec2hub:hub"
 TAG_USER = "ec2hub:user"
 TAG_SERVER = "ec2hub:server"
 TAG_OWNER_ID = "ec2hub:owner-id"
-# What an instance is for: a user's server, a hot-pool member, and next Dask and job instances.
+# What an instance is for: a user's server, a hot-pool member, a Dask cluster's instance, a job's.
 TAG_PURPOSE = "ec2hub:purpose"
 PURPOSES = ("server", "pool", "dask-scheduler", "dask-worker", "job")
 TAG_POOL = "ec2hub:pool"
 TAG_CLAIM = "ec2hub:claim"
 # The Dask cluster (gateway cluster name) a dask-scheduler or dask-worker instance belongs to.
 TAG_CLUSTER = "ec2hub:cluster"
+# The job (jobs service job id) a job instance runs.
+TAG_JOB = "ec2hub:job"
 # A server name never contains "/", so "/" stands for the default (unnamed) server.
 DEFAULT_SERVER_TAG = "/"
 

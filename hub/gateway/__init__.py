@@ -15,7 +15,6 @@ import dataclasses
 import json
 import sys
 from collections.abc import Mapping
-from urllib.parse import urlparse
 
 from traitlets.config import Config
 
@@ -66,14 +65,8 @@ def addresses(settings: Settings, env: Mapping[str, str]) -> GatewayAddresses:
     http = parse_port(env, "EC2HUB_GATEWAY_PORT", base + HTTP_PORT_OFFSET)
     tcp = parse_port(env, "EC2HUB_GATEWAY_TCP_PORT", base + TCP_PORT_OFFSET)
     api = parse_port(env, "EC2HUB_GATEWAY_API_PORT", base + API_PORT_OFFSET)
-    # Instances reach the hub machine where they reach the hub's API.
-    reachable = urlparse(settings.hub_connect_url).hostname if settings.hub_connect_url else settings.bind_ip
-    if reachable in (None, "", "0.0.0.0"):  # noqa: S104 (a check, not a bind)
-        raise SettingsError(
-            "EC2HUB_HUB_CONNECT_URL is needed when the hub binds 0.0.0.0: the address instances reach"
-        )
     return GatewayAddresses(
-        f"{settings.bind_ip}:{http}", f"{settings.bind_ip}:{tcp}", f"127.0.0.1:{api}", reachable
+        f"{settings.bind_ip}:{http}", f"{settings.bind_ip}:{tcp}", f"127.0.0.1:{api}", settings.reachable_host
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from spawner.owner import (
     TAG_CLUSTER,
     TAG_HUB,
+    TAG_JOB,
     TAG_POOL,
     TAG_PURPOSE,
     NotOwned,
@@ -117,6 +118,7 @@ class InstanceRow:
     orphan_reason: str
     purpose: str = "server"
     cluster: str = ""
+    job: str = ""
 
     @property
     def orphan(self) -> bool:
@@ -127,6 +129,8 @@ class InstanceRow:
         if self.cluster:
             role = "scheduler" if self.purpose == "dask-scheduler" else "worker"
             return f"Dask {role}, cluster {self.cluster[:8]}"
+        if self.purpose == "job":
+            return f"Notebook job {self.job[:8]}"
         return self.server or "default"
 
 
@@ -167,6 +171,7 @@ def instance_row(
         orphan_reason=reason,
         purpose=tags.get(TAG_PURPOSE, "server"),
         cluster=tags.get(TAG_CLUSTER, ""),
+        job=tags.get(TAG_JOB, ""),
     )
 
 

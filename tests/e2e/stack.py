@@ -57,6 +57,7 @@ def stack_env(state_dir: Path, subnet_base: int) -> dict[str, str]:
         EC2HUB_GATEWAY_TCP_PORT=str(listen_port()),
         EC2HUB_GATEWAY_API_PORT=str(listen_port()),
         EC2HUB_DASHBOARDS_PORT=str(listen_port()),
+        EC2HUB_JOBS_PORT=str(listen_port()),
         EC2HUB_AWS_PORT=str(listen_port()),
         EC2HUB_LOCAL_SUBNETS=f"127.0.{subnet_base}.0/24,127.0.{subnet_base + 1}.0/24",
     )

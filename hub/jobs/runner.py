@@ -1,0 +1,849 @@
+"""What the jobs service does with jobs: check them against the owner's sizes and quotas, launch one
+instance per run through the launcher, follow it to its end, and fire schedules.
+
+A job's life: CREATED (the user's server stages its input in the user's S3 folder) → QUEUED (a slot in
+the owner's quota, then a launch) → IN_PROGRESS (an instance of purpose `job`, with the owner's own
+instance profile, runs the notebook with papermill and reports back) → COMPLETED or FAILED (or
+STOPPING → STOPPED when its owner stops it). The instance is terminated when it reports its end,
+when the job exceeds its timeout, or when it is stopped; an instance that ends without a report
+fails its job (or retries it, while it has retries left).
+
+Schedules (cron, in the definition's time zone) are fired by this service, whether or not the
+owner's server runs. Runs missed while the service was down: at most one, at its start, for all the
+missed times together (the others are skipped, and the definition says when it last ran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from botocore.exceptions import BotoCoreError, ClientError
+from croniter import croniter
+
+from hub.jobs.store import (
+    ACTIVE,
+    COMPLETED,
+    CREATED,
+    ENDED,
+    FAILED,
+    IN_PROGRESS,
+    QUEUED,
+    STOPPED,
+    STOPPING,
+    Definition,
+    Job,
+    Store,
+)
+from spawner import aws
+from spawner.identity import UserNames
+from spawner.launcher import Launch, Launcher
+from spawner.owner import TAG_HUB, TAG_JOB, TAG_PURPOSE, Owner, is_owned, tags_of
+from spawner.profiles import Profile
+from spawner.userdata import render_user_data
+
+log = logging.getLogger("ec2hub.jobs")
+
+PURPOSE = "job"
+OUTPUT_FORMATS = ("ipynb", "html")
+# Quotas, for everyone unless a group's are larger.
+DEFAULT_LIMITS = {"max_concurrent": 4, "max_timeout": 24 * 3600}
+DEFAULT_TIMEOUT = 3600
+MAX_RETRIES = 5
+NAME_MAX = 255
+# A stray job instance (of no job in progress) is left alone this long after its launch: a launch
+# that is still being recorded.
+STRAY_GRACE = 120.0
+
+
+class JobError(Exception):
+    """A refusal with a message for the person: `status` is the HTTP status it maps to."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def compute_type(size: Profile) -> str:
+    """How a size shows in JupyterLab's "Compute type" list (shown verbatim, sent back verbatim)."""
+    price = size.price_per_hour
+    return f"{size.slug} ({size.vcpu} vCPU, {size.memory_gib:g} GiB, ${price:.3f}/h)"
+
+
+def limits_for(
+    groups: Iterable[str], defaults: Mapping[str, float], per_group: Mapping[str, Mapping]
+) -> dict:
+    """The user's quotas: the defaults, raised by any of their groups' own."""
+    limits = {**DEFAULT_LIMITS, **defaults}
+    for group in groups:
+        for name, value in per_group.get(group, {}).items():
+            limits[name] = max(limits.get(name, 0), value)
+    return limits
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a person asked for, checked: the size, timeout, retries and spot of a run."""
+
+    size: Profile
+    timeout_seconds: int
+    max_retries: int
+    spot: bool
+
+
+def _tag_values(tags: Iterable[str]) -> dict[str, str]:
+    """`timeout=3600`, `retries=2`, `spot`: run settings given as tags in JupyterLab's form."""
+    found = {}
+    for tag in tags:
+        name, _, value = str(tag).partition("=")
+        found[name.strip().lower()] = value.strip()
+    return found
+
+
+def _whole_number(value: Any, what: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise JobError(f"{what} must be a whole number, not {value!r}") from None
+    if number < 0:
+        raise JobError(f"{what} must be 0 or more, not {number}")
+    return number
+
+
+def check_request(body: Mapping[str, Any], sizes: list[Profile], limits: Mapping[str, float]) -> Request:
+    """The run settings of a job or definition, or JobError saying what is wrong."""
+    if not sizes:
+        raise JobError("None of the sizes is open to your groups; ask an administrator.", 403)
+    wanted = body.get("compute_type") or body.get("size") or ""
+    by_name = {compute_type(s): s for s in sizes} | {s.slug: s for s in sizes}
+    if not wanted:
+        size = min(sizes, key=lambda s: (s.price_per_hour, s.slug))
+    elif wanted in by_name:
+        size = by_name[wanted]
+    else:
+        names = ", ".join(s.slug for s in sizes)
+        raise JobError(
+            f"Size {str(wanted)[:80]!r} is not open to your groups. Sizes you may use: {names}.", 403
+        )
+    extra = {**(body.get("runtime_environment_parameters") or {}), **_tag_values(body.get("tags") or [])}
+    for name in ("timeout_seconds", "max_retries", "spot"):
+        if body.get(name) is not None:
+            extra[name] = body[name]
+    timeout = _whole_number(extra.get("timeout_seconds", extra.get("timeout", DEFAULT_TIMEOUT)), "timeout")
+    longest = int(limits["max_timeout"])
+    timeout = timeout or min(DEFAULT_TIMEOUT, longest)
+    if timeout > longest:
+        raise JobError(f"A timeout of {timeout} s is longer than your groups allow ({longest} s).", 403)
+    retries = _whole_number(extra.get("max_retries", extra.get("retries", 0)), "retries")
+    if retries > MAX_RETRIES:
+        raise JobError(f"At most {MAX_RETRIES} retries.")
+    spot_value = extra.get("spot", False)
+    spot = spot_value is True or str(spot_value).strip().lower() in ("", "true", "1", "yes")
+    if "spot" not in extra:
+        spot = False
+    if spot and not size.spot:
+        raise JobError(f"Size {size.slug} is not offered on spot.")
+    return Request(size, timeout, retries, spot)
+
+
+def check_common(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a job and a definition share, checked and normalised."""
+    name = str(body.get("name") or "").strip()
+    filename = str(body.get("input_filename") or "").strip()
+    if not name or len(name) > NAME_MAX:
+        raise JobError("A job needs a name (at most 255 characters).")
+    if (
+        not filename.endswith(".ipynb")
+        or "/" in filename
+        or filename.startswith(".")
+        or len(filename) > NAME_MAX
+    ):
+        raise JobError("The input must be a notebook file name (…ipynb), without folders.")
+    formats = list(body.get("output_formats") or ["ipynb"])
+    unknown = [f for f in formats if f not in OUTPUT_FORMATS]
+    if unknown:
+        raise JobError(f"Output formats are {', '.join(OUTPUT_FORMATS)}, not {', '.join(map(str, unknown))}.")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict) or not all(
+        isinstance(k, str) and k.isidentifier() for k in parameters
+    ):
+        raise JobError("Parameters are names (Python identifiers) with values.")
+    tags = body.get("tags") or []
+    if not isinstance(tags, list):
+        raise JobError("Tags are a list of strings.")
+    environment = body.get("runtime_environment_parameters") or {}
+    if not isinstance(environment, dict):
+        raise JobError("runtime_environment_parameters is an object.")
+    return {
+        "name": name,
+        "input_filename": filename,
+        "output_formats": formats,
+        "parameters": {k: str(v) for k, v in parameters.items()},
+        "tags": [str(t) for t in tags],
+        "runtime_environment_name": str(body.get("runtime_environment_name") or "ec2hub"),
+        "runtime_environment_parameters": environment,
+        "package_input_folder": bool(body.get("package_input_folder")),
+    }
+
+
+def check_schedule(schedule: Any, timezone: Any) -> tuple[str | None, str]:
+    zone = str(timezone or "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise JobError(f"Unknown time zone {zone[:64]!r}.") from None
+    if schedule in (None, ""):
+        return None, zone
+    schedule = str(schedule).strip()
+    if len(schedule.split()) != 5 or not croniter.is_valid(schedule):
+        raise JobError(f"{schedule[:80]!r} is not a schedule (five cron fields, e.g. '0 2 * * *').")
+    return schedule, zone
+
+
+def due_time(definition: Definition, now: int) -> int | None:
+    """The latest time of the schedule in (last fire, now], or None: one run for any number missed."""
+    if not (definition.active and definition.staged and definition.schedule):
+        return None
+    zone = ZoneInfo(definition.timezone or "UTC")
+    since = datetime.fromtimestamp((definition.last_fire_time or definition.create_time) / 1000, zone)
+    times = croniter(definition.schedule, since)
+    first = int(times.get_next(float) * 1000)
+    if first > now:
+        return None
+    latest = first
+    while True:
+        following = int(times.get_next(float) * 1000)
+        if following > now:
+            return latest
+        latest = following
+
+
+def report_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Jobs:
+    """The service's jobs: what the HTTP API calls, and the loop that launches and follows them."""
+
+    def __init__(
+        self,
+        store: Store,
+        launcher: Launcher,
+        sizes: list[Profile],
+        *,
+        report_url: str,
+        groups_of: Callable[[str], Awaitable[list[str] | None]],
+        limits: Mapping[str, float] | None = None,
+        group_limits: Mapping[str, Mapping[str, float]] | None = None,
+        clock: Callable[[], int] = now_ms,
+        on_failure: Callable[[Job], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.launcher = launcher
+        self.sizes = sizes
+        self.report_url = report_url.rstrip("/")
+        self.groups_of = groups_of
+        self.limits = dict(limits or {})
+        self.group_limits = dict(group_limits or {})
+        self.clock = clock
+        self.on_failure = on_failure
+        self._tick_lock = asyncio.Lock()
+
+    # -- what a person may use ----------------------------------------------------------------------
+
+    def allowed_sizes(self, groups: Iterable[str]) -> list[Profile]:
+        groups = list(groups)
+        return [s for s in self.sizes if s.allowed_for(groups)]
+
+    def quotas(self, groups: Iterable[str]) -> dict:
+        return limits_for(groups, self.limits, self.group_limits)
+
+    def sizes_for(self, groups: list[str]) -> dict:
+        sizes = self.allowed_sizes(groups)
+        default = min(sizes, key=lambda s: (s.price_per_hour, s.slug)) if sizes else None
+        return {
+            "sizes": [
+                {
+                    "compute_type": compute_type(s),
+                    "slug": s.slug,
+                    "display_name": s.display_name,
+                    "instance_type": s.instance_type,
+                    "vcpu": s.vcpu,
+                    "memory_gib": s.memory_gib,
+                    "price_per_hour": s.price_per_hour,
+                    "spot": s.spot,
+                }
+                for s in sizes
+            ],
+            "default": compute_type(default) if default else None,
+            "limits": self.quotas(groups),
+        }
+
+    async def account_of(self, user: str) -> str:
+        owner_id = await self.launcher.owner_id(user)
+        if owner_id is None:
+            raise JobError("You have no account on the platform yet: start your server once first.", 403)
+        return owner_id
+
+    # -- jobs -------------------------------------------------------------------------------------------
+
+    async def create_job(self, user: str, groups: list[str], body: Mapping[str, Any]) -> Job:
+        common = check_common(body)
+        request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
+        token = body.get("idempotency_token") or None
+        if token is not None:
+            token = str(token)[:255]
+            if self.store.jobs(owner=user, idempotency_token=token):
+                raise JobError(f"A job with the idempotency token {token!r} exists already.", 409)
+        owner_id = await self.account_of(user)
+        job_id = str(uuid.uuid4())
+        prefix = f"{UserNames.of(user).prefix}jobs/{job_id}/"
+        now = self.clock()
+        job = Job(
+            job_id=job_id,
+            owner=user,
+            owner_id=owner_id,
+            input_prefix=f"{prefix}input/",
+            output_prefix=prefix,
+            compute_type=compute_type(request.size),
+            size=request.size.slug,
+            instance_type=request.size.instance_type,
+            price_per_hour=request.size.spot_price_per_hour if request.spot else request.size.price_per_hour,
+            spot=request.spot,
+            timeout_seconds=request.timeout_seconds,
+            max_retries=request.max_retries,
+            idempotency_token=token,
+            create_time=now,
+            update_time=now,
+            status=CREATED,
+            **common,
+        )
+        self.store.add(job)
+        log.info("Job %s of %s created (%s, %s)", job_id, user, job.size, job.input_filename)
+        return job
+
+    def start_job(self, job: Job, packaged_files: Any) -> Job:
+        """The user's server has staged the input: the job joins the queue."""
+        if job.status != CREATED:
+            raise JobError(f"Job {job.job_id} was started already.", 409)
+        files = [str(f) for f in packaged_files or []] if job.package_input_folder else []
+        self.store.update(job, status=QUEUED, packaged_files=files, update_time=self.clock())
+        return job
+
+    async def stop_job(self, job: Job) -> None:
+        if job.status in ENDED:
+            return
+        if job.status in (CREATED, QUEUED):
+            self.store.update(
+                job, status=STOPPED, status_message="Stopped before it started.", end_time=self.clock()
+            )
+            return
+        self.store.update(job, status=STOPPING, update_time=self.clock())
+        await self.end_instance(job)
+        self.finish(job, STOPPED, "Stopped by its owner.")
+
+    async def delete_job(self, job: Job) -> None:
+        """Forget the job (its outputs stay in the owner's folder); a running one is stopped first."""
+        if job.status in ACTIVE:
+            await self.stop_job(job)
+        self.store.delete(job)
+
+    # -- what job instances report -------------------------------------------------------------------
+
+    def reporting_job(self, job_id: str, secret: str) -> Job | None:
+        """The job whose instance holds `secret`, if it is still running."""
+        job = self.store.job(job_id)
+        if job is None or not job.report_digest or job.status not in (IN_PROGRESS, STOPPING):
+            return None
+        return job if hmac.compare_digest(job.report_digest, report_digest(secret)) else None
+
+    def report_started(self, job: Job, body: Mapping[str, Any]) -> None:
+        self.store.update(job, update_time=self.clock())
+
+    async def report_finished(self, job: Job, body: Mapping[str, Any]) -> None:
+        status = body.get("status")
+        if status not in (COMPLETED, FAILED):
+            raise JobError("status is COMPLETED or FAILED")
+        outputs = {str(k): str(v) for k, v in (body.get("outputs") or {}).items() if "/" not in str(v)}
+        times = {
+            k: body.get(k) if isinstance(body.get(k), int) else None
+            for k in ("first_cell_start", "last_cell_end")
+        }
+        self.store.update(
+            job,
+            outputs=outputs,
+            log_tail=str(body.get("log_tail") or "")[-4000:],
+            **times,
+        )
+        await self.end_instance(job)
+        message = str(body.get("status_message") or "")[:2000] or None
+        if status == FAILED and job.attempt <= job.max_retries and job.status == IN_PROGRESS:
+            self.requeue(job, f"Attempt {job.attempt} failed: {message}")
+            return
+        self.finish(job, status, message if status == FAILED else None)
+        if status == FAILED:
+            await self.notify_failure(job)
+
+    # -- instances ------------------------------------------------------------------------------------
+
+    def owner(self, job: Job) -> Owner:
+        return Owner(self.launcher.settings.hub_id, job.owner_id, job.owner, purpose=PURPOSE)
+
+    def expected_tags(self, job: Job) -> dict[str, str]:
+        return {**self.owner(job).tags(), TAG_JOB: job.job_id}
+
+    def parameter(self, job: Job) -> str:
+        return f"{UserNames.of(job.owner).parameter_path}jobs/{job.job_id}/settings"
+
+    async def launch(self, job: Job) -> None:
+        """Launch the job's instance; the job fails with AWS's word if it cannot."""
+        secret = secrets.token_urlsafe(32)
+        definition_input = job.input_prefix
+        settings = {
+            "environment": {
+                "EC2HUB_BUCKET": self.launcher.settings.bucket,
+                "EC2HUB_USER_PREFIX": UserNames.of(job.owner).prefix,
+                "JUPYTERHUB_USER": job.owner,
+                "EC2HUB_JOB_ID": job.job_id,
+                "EC2HUB_JOB_NAME": job.name,
+            },
+            "job": {
+                "input_prefix": definition_input,
+                "input_name": job.input_filename,
+                "output_prefix": job.output_prefix,
+                "output_stem": job.input_filename.rsplit(".", 1)[0],
+                "output_formats": list(job.output_formats),
+                "parameters": dict(job.parameters),
+            },
+            "report_url": f"{self.report_url}/{job.job_id}",
+            "report_token": secret,
+        }
+        attempt = job.attempt + 1
+        self.store.update(job, status=IN_PROGRESS, attempt=attempt, report_digest=report_digest(secret))
+        try:
+            await aws.call(
+                self.launcher.client("ssm"),
+                "put_parameter",
+                Name=self.parameter(job),
+                Value=json.dumps(settings),
+                Type="SecureString",
+                Overwrite=True,
+                Description="What an ec2hub job's instance runs, and its report secret (removed at its end)",
+                Tier="Intelligent-Tiering",
+            )
+            instance = await self.launcher.launch(
+                Launch(
+                    purpose=PURPOSE,
+                    instance_type=job.instance_type,
+                    user_data=render_user_data(
+                        {"EC2HUB_SETTINGS_PARAMETER": self.parameter(job), "EC2HUB_PURPOSE": PURPOSE}
+                    ),
+                    name=f"ec2hub-{job.owner}-job-{job.job_id[:8]}",
+                    owner=self.owner(job),
+                    tags={TAG_JOB: job.job_id},
+                    spot=job.spot,
+                )
+            )
+        except (ClientError, BotoCoreError) as e:
+            log.warning("Job %s of %s: launch refused: %s", job.job_id, job.owner, e)
+            await self.withdraw_settings(job)
+            reason = aws.error_code(e) or "AWS could not be reached"
+            self.finish(job, FAILED, f"Its instance could not be launched ({reason}); see the hub's log.")
+            await self.notify_failure(job)
+            return
+        now = self.clock()
+        self.store.update(
+            job,
+            instance_id=instance["InstanceId"],
+            launch_time=now,
+            start_time=job.start_time or now,
+            update_time=now,
+        )
+        log.info(
+            "Job %s of %s: instance %s (%s), attempt %d",
+            job.job_id,
+            job.owner,
+            job.instance_id,
+            job.instance_type,
+            attempt,
+        )
+
+    async def end_instance(self, job: Job) -> None:
+        """Terminate the job's instance (only if its tags are exactly this job's) and count its time."""
+        if job.instance_id:
+            try:
+                await self.launcher.halt(job.instance_id, self.expected_tags(job), terminate=True)
+            except (ClientError, BotoCoreError) as e:
+                # The sweep of job instances of no running job tries again.
+                log.warning("Job %s: terminating %s failed: %s", job.job_id, job.instance_id, e)
+        if job.launch_time:
+            used = max(0.0, (self.clock() - job.launch_time) / 1000)
+            self.store.update(job, billed_seconds=job.billed_seconds + used, launch_time=None)
+        await self.withdraw_settings(job)
+
+    async def withdraw_settings(self, job: Job) -> None:
+        try:
+            await aws.call(self.launcher.client("ssm"), "delete_parameter", Name=self.parameter(job))
+        except ClientError as e:
+            if aws.error_code(e) != "ParameterNotFound":
+                log.warning("Job %s: its settings parameter stays: %s", job.job_id, e)
+
+    def finish(self, job: Job, status: str, message: str | None) -> None:
+        now = self.clock()
+        self.store.update(
+            job, status=status, status_message=message, end_time=now, update_time=now, report_digest=None
+        )
+        log.info("Job %s of %s: %s%s", job.job_id, job.owner, status, f" ({message})" if message else "")
+
+    def requeue(self, job: Job, message: str) -> None:
+        log.info("Job %s of %s: %s; retrying", job.job_id, job.owner, message)
+        self.store.update(
+            job,
+            status=QUEUED,
+            status_message=None,
+            instance_id=None,
+            report_digest=None,
+            update_time=self.clock(),
+        )
+
+    async def notify_failure(self, job: Job) -> None:
+        if self.on_failure is not None:
+            try:
+                await self.on_failure(job)
+            except Exception:
+                log.exception("Job %s: the failure notice failed", job.job_id)
+
+    # -- definitions ------------------------------------------------------------------------------------
+
+    async def create_definition(self, user: str, groups: list[str], body: Mapping[str, Any]) -> Definition:
+        common = check_common(body)
+        request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
+        schedule, zone = check_schedule(body.get("schedule"), body.get("timezone"))
+        owner_id = await self.account_of(user)
+        definition_id = str(uuid.uuid4())
+        now = self.clock()
+        definition = Definition(
+            job_definition_id=definition_id,
+            owner=user,
+            owner_id=owner_id,
+            input_prefix=f"{UserNames.of(user).prefix}jobs/definitions/{definition_id}/input/",
+            compute_type=compute_type(request.size),
+            schedule=schedule,
+            timezone=zone,
+            active=False,
+            staged=False,
+            create_time=now,
+            update_time=now,
+            **common,
+        )
+        self.store.add(definition)
+        return definition
+
+    def start_definition(self, definition: Definition, packaged_files: Any) -> None:
+        files = [str(f) for f in packaged_files or []] if definition.package_input_folder else []
+        now = self.clock()
+        self.store.update(
+            definition, staged=True, active=True, packaged_files=files, last_fire_time=now, update_time=now
+        )
+
+    def update_definition(self, definition: Definition, groups: list[str], body: Mapping[str, Any]) -> None:
+        merged = {
+            k: getattr(definition, k)
+            for k in (
+                "name",
+                "input_filename",
+                "output_formats",
+                "parameters",
+                "tags",
+                "compute_type",
+                "runtime_environment_name",
+                "runtime_environment_parameters",
+                "package_input_folder",
+                "schedule",
+                "timezone",
+            )
+        }
+        merged.update({k: v for k, v in body.items() if k in merged and v is not None})
+        if "schedule" in body:
+            merged["schedule"] = body["schedule"]
+        common = check_common(merged)
+        request = check_request(merged, self.allowed_sizes(groups), self.quotas(groups))
+        schedule, zone = check_schedule(merged["schedule"], merged["timezone"])
+        values = {
+            **common,
+            "compute_type": compute_type(request.size),
+            "schedule": schedule,
+            "timezone": zone,
+        }
+        if "active" in body and body["active"] is not None:
+            values["active"] = bool(body["active"]) and definition.staged
+            if values["active"] and not definition.active:
+                values["last_fire_time"] = self.clock()  # resumed: no catch-up for the paused time
+        self.store.update(definition, update_time=self.clock(), **values)
+
+    async def delete_definition(self, definition: Definition) -> None:
+        """The definition goes; its jobs stay in the list (and running ones run to their end)."""
+        self.store.delete(definition)
+
+    async def run_definition(
+        self, definition: Definition, parameters: Mapping[str, Any] | None = None
+    ) -> Job:
+        """A job from the definition's staged input, queued at once (a schedule's run, or "Run job")."""
+        if not definition.staged:
+            raise JobError("The job definition's input has not been staged yet.", 409)
+        groups = await self.groups_of(definition.owner)
+        if groups is None:
+            raise JobError(f"User {definition.owner} no longer exists.", 404)
+        body = {
+            **{c.name: getattr(definition, c.name) for c in Definition.__table__.columns},
+            "parameters": {**definition.parameters, **dict(parameters or {})},
+        }
+        common = check_common(body)
+        request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
+        job_id = str(uuid.uuid4())
+        now = self.clock()
+        job = Job(
+            job_id=job_id,
+            owner=definition.owner,
+            owner_id=definition.owner_id,
+            input_prefix=definition.input_prefix,
+            output_prefix=f"{UserNames.of(definition.owner).prefix}jobs/{job_id}/",
+            compute_type=compute_type(request.size),
+            size=request.size.slug,
+            instance_type=request.size.instance_type,
+            price_per_hour=request.size.spot_price_per_hour if request.spot else request.size.price_per_hour,
+            spot=request.spot,
+            timeout_seconds=request.timeout_seconds,
+            max_retries=request.max_retries,
+            job_definition_id=definition.job_definition_id,
+            packaged_files=list(definition.packaged_files),
+            create_time=now,
+            update_time=now,
+            status=QUEUED,
+            **common,
+        )
+        self.store.add(job)
+        log.info("Job %s of %s from definition %s", job_id, job.owner, definition.job_definition_id)
+        return job
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    async def run_forever(self, period: float) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Jobs: a round failed; next in %.0fs", period)
+            await asyncio.sleep(period)
+
+    async def tick(self) -> None:
+        """One round: fire due schedules, follow running jobs, launch queued ones, end strays."""
+        async with self._tick_lock:
+            for step in (self.fire_schedules, self.follow_running, self.launch_queued, self.end_strays):
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("Jobs: %s failed", step.__name__)
+
+    async def fire_schedules(self) -> None:
+        now = self.clock()
+        for definition in self.store.definitions(active=True):
+            due = due_time(definition, now)
+            if due is None:
+                continue
+            self.store.update(definition, last_fire_time=due)
+            try:
+                await self.run_definition(definition)
+            except JobError as e:
+                log.warning(
+                    "Definition %s of %s not run: %s", definition.job_definition_id, definition.owner, e
+                )
+
+    async def job_instances(self) -> list[dict]:
+        response = await self.launcher.call(
+            "describe_instances",
+            Filters=[
+                {"Name": f"tag:{TAG_HUB}", "Values": [self.launcher.settings.hub_id]},
+                {"Name": f"tag:{TAG_PURPOSE}", "Values": [PURPOSE]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+            ],
+        )
+        return [i for r in response["Reservations"] for i in r["Instances"]]
+
+    async def follow_running(self) -> None:
+        running = self.store.jobs(statuses=(IN_PROGRESS, STOPPING))
+        if not running:
+            return
+        alive = {i["InstanceId"]: i for i in await self.job_instances()}
+        now = self.clock()
+        for job in running:
+            instance = alive.get(job.instance_id or "")
+            if job.status == STOPPING:
+                await self.end_instance(job)
+                self.finish(job, STOPPED, "Stopped by its owner.")
+            elif job.start_time and now - job.start_time > job.timeout_seconds * 1000:
+                await self.end_instance(job)
+                self.finish(job, FAILED, f"Stopped: it ran past its timeout of {job.timeout_seconds} s.")
+                await self.notify_failure(job)
+            elif not job.instance_id and now - job.update_time > STRAY_GRACE * 1000:
+                # The service stopped between marking the launch and recording its instance (which
+                # the stray sweep ends).
+                self.requeue(job, "its launch was interrupted")
+            elif job.instance_id and (
+                instance is None or instance["State"]["Name"] in ("stopping", "stopped")
+            ):
+                state = instance["State"]["Name"] if instance else "terminated"
+                await self.end_instance(job)
+                why = "reclaimed by EC2 (spot)" if job.spot else f"{state}"
+                if job.attempt <= job.max_retries:
+                    self.requeue(job, f"its instance ended before the notebook did ({why})")
+                else:
+                    self.finish(job, FAILED, f"Its instance ended before the notebook did ({why}).")
+                    await self.notify_failure(job)
+
+    async def launch_queued(self) -> None:
+        queued = self.store.jobs(statuses=(QUEUED,))
+        if not queued:
+            return
+        running: dict[str, int] = {}
+        for job in self.store.jobs(statuses=(IN_PROGRESS, STOPPING)):
+            running[job.owner] = running.get(job.owner, 0) + 1
+        groups: dict[str, list[str] | None] = {}
+        for job in queued:
+            if job.owner not in groups:
+                groups[job.owner] = await self.groups_of(job.owner)
+            if groups[job.owner] is None:
+                self.finish(job, FAILED, f"User {job.owner} no longer exists.")
+                continue
+            allowed = self.quotas(groups[job.owner])["max_concurrent"]
+            if running.get(job.owner, 0) >= allowed:
+                continue  # waits for one of the owner's jobs to end
+            running[job.owner] = running.get(job.owner, 0) + 1
+            await self.launch(job)
+
+    async def end_strays(self) -> None:
+        """Terminate job instances of no job in progress (a job deleted or ended while its instance
+        was being launched, or a record lost)."""
+        live = {j.job_id: j for j in self.store.jobs(statuses=(IN_PROGRESS, STOPPING))}
+        now = time.time()
+        strays = []
+        for instance in await self.job_instances():
+            job = live.get(tags_of(instance).get(TAG_JOB, ""))
+            if (
+                job is not None
+                and job.instance_id == instance["InstanceId"]
+                and is_owned(instance, self.expected_tags(job))
+            ):
+                continue
+            if now - instance["LaunchTime"].timestamp() > STRAY_GRACE:
+                strays.append(instance["InstanceId"])
+        if strays:
+            log.warning("Terminating job instances of no running job: %s", ", ".join(strays))
+            await self.launcher.terminate(strays)
+
+    # -- what people see -----------------------------------------------------------------------------
+
+    def describe(self, job: Job) -> dict[str, Any]:
+        """The job as jupyter-scheduler's DescribeJob, plus where its outputs are, its time and cost."""
+        now = self.clock()
+        seconds = job.billed_seconds + (max(0.0, (now - job.launch_time) / 1000) if job.launch_time else 0.0)
+        user_prefix = UserNames.of(job.owner).prefix
+        return {
+            "job_id": job.job_id,
+            "name": job.name,
+            "input_filename": job.input_filename,
+            "runtime_environment_name": job.runtime_environment_name,
+            "runtime_environment_parameters": job.runtime_environment_parameters,
+            "output_formats": job.output_formats,
+            "parameters": job.parameters,
+            "tags": job.tags,
+            "compute_type": job.compute_type,
+            "package_input_folder": job.package_input_folder,
+            "packaged_files": job.packaged_files,
+            "idempotency_token": job.idempotency_token,
+            "job_definition_id": job.job_definition_id,
+            "url": "",
+            "create_time": job.create_time,
+            "update_time": job.update_time,
+            "start_time": job.start_time,
+            "end_time": job.end_time,
+            "status": job.status,
+            "status_message": _with_log(job.status_message, job.log_tail),
+            "output_prefix": job.output_prefix.removeprefix(user_prefix),
+            "outputs": job.outputs,
+            "duration": round((job.end_time - job.start_time) / 1000, 3)
+            if job.end_time and job.start_time
+            else None,
+            "cost": round(seconds / 3600 * job.price_per_hour, 4) if job.start_time else None,
+            "size": job.size,
+            "instance_id": job.instance_id,
+            "attempt": job.attempt,
+            "timeout_seconds": job.timeout_seconds,
+            "max_retries": job.max_retries,
+            "spot": job.spot,
+        }
+
+    def describe_definition(self, definition: Definition) -> dict[str, Any]:
+        user_prefix = UserNames.of(definition.owner).prefix
+        fields = (
+            "job_definition_id",
+            "name",
+            "input_filename",
+            "runtime_environment_name",
+            "runtime_environment_parameters",
+            "output_formats",
+            "parameters",
+            "tags",
+            "compute_type",
+            "package_input_folder",
+            "packaged_files",
+            "schedule",
+            "timezone",
+            "active",
+            "create_time",
+            "update_time",
+        )
+        model = {f: getattr(definition, f) for f in fields}
+        model.update(url="", input_prefix=definition.input_prefix.removeprefix(user_prefix))
+        return model
+
+
+def _with_log(message: str | None, tail: str | None) -> str | None:
+    """A failure's message, with the last lines of its log (what JupyterLab's job page shows)."""
+    if not message:
+        return None
+    lines = [line for line in (tail or "").strip().splitlines() if line.strip()][-15:]
+    return message + ("\n\nLast lines of the log:\n" + "\n".join(lines) if lines else "")
+
+
+SORTABLE = ("name", "input_filename", "create_time", "update_time", "status", "start_time", "end_time")
+
+
+def sort_key(fields: str) -> list[tuple[str, bool]]:
+    """`name:asc,create_time:desc` as (field, descending) pairs; unknown fields refused."""
+    order = []
+    for part in [p for p in fields.split(",") if p.strip()]:
+        name, _, direction = part.strip().partition(":")
+        if name not in SORTABLE or direction not in ("", "asc", "desc"):
+            raise JobError(f"Cannot sort by {part[:40]!r}.")
+        order.append((name, direction == "desc"))
+    return order or [("create_time", True)]

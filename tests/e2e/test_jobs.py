@@ -1,0 +1,433 @@
+"""Notebook jobs end to end: JupyterLab's jobs API in the user's server, the hub's jobs service, one
+instance per run on the local cloud (moto over HTTP with IAM enforcement), results in the owner's
+S3 folder; as users (and an attacker among them) would use them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+
+from hub.settings import REPO_ROOT
+from tests.e2e.kernel import Kernel
+from tests.e2e.stack import admin_client, approved_user, aws_client, running_stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ENDED = ("COMPLETED", "FAILED", "STOPPED")
+# Long enough for a job instance to boot and run a small notebook on a busy 2-core machine.
+JOB_DEADLINE = 240
+
+
+def notebook(*cells: str, parameters: str = "") -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if parameters:
+        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    return nbformat.writes(nb)
+
+
+PROBE = notebook(
+    "import os, json, boto3\n"
+    "s3 = boto3.client('s3')\n"
+    "bucket = os.environ['EC2HUB_BUCKET']\n"
+    "own_key = os.environ['EC2HUB_USER_PREFIX'] + 'numbers.csv'\n"
+    "own = s3.get_object(Bucket=bucket, Key=own_key)['Body'].read()\n"
+    "try:\n"
+    "    s3.get_object(Bucket=bucket, Key='users/bob/secret.csv')\n"
+    "    bobs = 'READ'\n"
+    "except Exception as e:\n"
+    "    bobs = type(e).__name__ + ': ' + str(e)[:60]\n"
+    "import pandas as pd\n"
+    "total = int(pd.read_csv(os.environ['EC2HUB_DATA_URL'] + 'numbers.csv')['x'].sum())\n"
+    "print('PROBE', json.dumps({'own': own.decode(), 'bobs': bobs, 'total': total, 'greeting': greeting,"
+    " 'times': times, 'user': os.environ['JUPYTERHUB_USER']}))",
+    parameters="greeting = 'hi'\ntimes = 1",
+)
+RAISES = notebook("rows = 3", "raise ValueError(f'bad row {rows}')")
+SLEEPS = notebook("import time\ntime.sleep(seconds)\nprint('slept', seconds)", parameters="seconds = 1")
+QUICK = notebook("print('scheduled run')")
+
+
+class Lab:
+    """A user's JupyterLab server, through the hub's proxy with the user's token: its contents and its
+    notebook jobs API (what JupyterLab's jobs UI calls)."""
+
+    def __init__(self, stack, user: str) -> None:
+        self.stack = stack
+        self.user = user
+        self.client = approved_user(stack, user)
+        self.token = self.client.token(user)
+        self.base = f"{stack.settings.url}/user/{user}"
+        self.headers = {"Authorization": f"token {self.token}"}
+
+    def ensure_running(self) -> Lab:
+        if not (self.client.server(self.user) or {}).get("ready"):
+            self.client.start(self.user)
+            self.client.wait_ready(self.user, timeout=180)
+        return self
+
+    def put(self, path: str, text: str) -> None:
+        folder = path.rsplit("/", 1)[0] if "/" in path else ""
+        if folder:
+            requests.put(
+                f"{self.base}/api/contents/{folder}",
+                headers=self.headers,
+                json={"type": "directory"},
+                timeout=30,
+            )
+        kind = (
+            {"type": "notebook", "format": "json", "content": json.loads(text)}
+            if path.endswith(".ipynb")
+            else {
+                "type": "file",
+                "format": "text",
+                "content": text,
+            }
+        )
+        response = requests.put(
+            f"{self.base}/api/contents/{path}", headers=self.headers, json=kind, timeout=30
+        )
+        assert response.status_code in (200, 201), response.text
+
+    def scheduler(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(
+            method, f"{self.base}/scheduler/{path}", headers=self.headers, timeout=60, **kwargs
+        )
+
+    def service(self, method: str, path: str, **kwargs) -> requests.Response:
+        """The jobs service itself, with the user's token (what works while their server is stopped)."""
+        return requests.request(
+            method,
+            f"{self.stack.settings.url}/services/jobs/api/{path}",
+            headers=self.headers,
+            timeout=60,
+            **kwargs,
+        )
+
+    def compute_type(self, slug: str) -> str:
+        response = self.scheduler("GET", "runtime_environments")
+        assert response.status_code == 200, response.text
+        [environment] = response.json()
+        return next(t for t in environment["compute_types"] if t.startswith(f"{slug} "))
+
+    def create_job(self, input_uri: str, **fields) -> requests.Response:
+        body = {
+            "name": fields.pop("name", Path(input_uri).stem),
+            "input_uri": input_uri,
+            "runtime_environment_name": "ec2hub",
+            "output_formats": ["ipynb", "html"],
+            **fields,
+        }
+        return self.scheduler("POST", "jobs", json=body)
+
+    def submit(self, input_uri: str, **fields) -> str:
+        response = self.create_job(input_uri, **fields)
+        assert response.status_code == 200, response.text
+        return response.json()["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        response = self.service("GET", f"jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_ended(self, job_id: str, timeout: float = JOB_DEADLINE) -> dict:
+        return wait_for(
+            lambda: (j := self.job(job_id))["status"] in ENDED and j, timeout, f"job {job_id} to end"
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    settings = {
+        "EC2HUB_JOBS_PERIOD": "1",
+        "EC2HUB_JOBS_LIMITS": json.dumps({"max_concurrent": 3, "max_timeout": 3600}),
+    }
+    with running_stack(tmp_path_factory, subnet_base=250, **settings) as stack:
+        s3 = aws_client(stack, "s3")
+        bucket = stack.outputs["bucket"]
+        s3.put_object(Bucket=bucket, Key="users/alice/numbers.csv", Body=b"x\n1\n2\n3\n")
+        s3.put_object(Bucket=bucket, Key="users/bob/secret.csv", Body=b"x\n42\n")
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def alice(stack):
+    lab = Lab(stack, "alice").ensure_running()
+    lab.put("jobs-demo/probe.ipynb", PROBE)
+    lab.put("jobs-demo/raises.ipynb", RAISES)
+    lab.put("jobs-demo/sleeps.ipynb", SLEEPS)
+    etl = (REPO_ROOT / "notebooks" / "02-wisdm-etl.ipynb").read_text()
+    lab.put("etl/02-wisdm-etl.ipynb", etl)
+    lab.put("etl/wisdm.py", (REPO_ROOT / "notebooks" / "wisdm.py").read_text())
+    return lab
+
+
+@pytest.fixture(scope="module")
+def bob(stack):
+    return Lab(stack, "bob").ensure_running()
+
+
+@pytest.fixture(scope="module")
+def carol_schedule(stack):
+    """carol's definition that runs every minute, made from her server, which she then stops: it
+    runs on while the test module goes on."""
+    carol = Lab(stack, "carol").ensure_running()
+    carol.put("nightly/quick.ipynb", QUICK)
+    response = carol.scheduler(
+        "POST",
+        "job_definitions",
+        json={
+            "name": "every minute",
+            "input_uri": "nightly/quick.ipynb",
+            "runtime_environment_name": "ec2hub",
+            "output_formats": ["ipynb"],
+            "schedule": "* * * * *",
+            "timezone": "Europe/Paris",
+        },
+    )
+    assert response.status_code == 200, response.text
+    definition_id = response.json()["job_definition_id"]
+    carol.client.stop("carol")
+    return carol, definition_id
+
+
+def job_instances(stack, *, job_id: str | None = None, user: str | None = None) -> list[dict]:
+    ec2 = aws_client(stack, "ec2")
+    filters = [
+        {"Name": "tag:ec2hub:purpose", "Values": ["job"]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+    ]
+    if job_id:
+        filters.append({"Name": "tag:ec2hub:job", "Values": [job_id]})
+    if user:
+        filters.append({"Name": "tag:ec2hub:user", "Values": [user]})
+    return [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
+
+
+def output(stack, key: str) -> bytes:
+    s3 = aws_client(stack, "s3")
+    return s3.get_object(Bucket=stack.outputs["bucket"], Key=key)["Body"].read()
+
+
+def printed(executed: bytes, marker: str) -> dict:
+    nb = nbformat.reads(executed.decode(), as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for line in out.get("text", "").splitlines():
+                if line.startswith(marker + " "):
+                    return json.loads(line[len(marker) + 1 :])
+    raise AssertionError(f"no {marker} line in the executed notebook")
+
+
+@pytest.fixture(autouse=True)
+def no_job_instance_left(stack, request):
+    yield
+    # carol's schedule runs on its own through the module; alice's and bob's jobs end with each test.
+    for user in ("alice", "bob"):
+        wait_for(lambda u=user: not job_instances(stack, user=u), 60, f"{user}'s job instances to end")
+
+
+def test_a_schedule_starts_while_its_owners_server_is_stopped(carol_schedule):
+    carol, definition_id = carol_schedule
+    assert carol.client.server("carol") is None
+    response = carol.service("GET", f"job_definitions/{definition_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is True
+    assert response.json()["schedule"] == "* * * * *"
+
+
+def test_the_etl_notebook_runs_with_parameters_on_an_instance_of_alices_own(stack, alice):
+    started = time.time()
+    job_id = alice.submit(
+        "etl/02-wisdm-etl.ipynb",
+        compute_type=alice.compute_type("small"),
+        parameters={"sample_subjects": "2", "sample_seconds_per_activity": "4"},
+        package_input_folder=True,
+    )
+    [instance] = wait_for(lambda: job_instances(stack, job_id=job_id), 60, "the job's instance")
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert (tags["ec2hub:user"], tags["ec2hub:purpose"]) == ("alice", "job")
+    assert instance["IamInstanceProfile"]["Arn"].endswith("/ec2hub-alice")
+    sizes = {s["slug"]: s for s in alice.service("GET", "sizes").json()["sizes"]}
+    assert instance["InstanceType"] == sizes["small"]["instance_type"]
+
+    job = alice.wait_ended(job_id)
+    assert job["status"] == "COMPLETED", job
+    assert job["duration"] and 0 < job["duration"] < time.time() - started + 1
+    assert job["cost"] is not None
+    prefix = f"users/alice/jobs/{job_id}/"
+    executed = output(stack, prefix + "02-wisdm-etl.ipynb")
+    nb = nbformat.reads(executed.decode(), as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "sample_subjects = 2" in injected.source
+    assert b"<html" in output(stack, prefix + "02-wisdm-etl.html")
+    texts = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert f"bucket: {stack.outputs['bucket']}" in texts
+    assert "rows/s" in texts
+    # The ETL wrote into alice's own folder, from the job's instance.
+    assert json.loads(output(stack, "users/alice/wisdm/parquet/quality.json"))
+    assert not job_instances(stack, job_id=job_id)
+
+    # What JupyterLab's job list shows: status, the outputs through ~/s3, duration and cost.
+    listed = alice.scheduler("GET", "jobs").json()["jobs"]
+    row = next(j for j in listed if j["job_id"] == job_id)
+    assert row["status"] == "COMPLETED"
+    files = {f["file_format"]: f for f in row["job_files"]}
+    assert files["ipynb"]["file_path"] == f"s3/jobs/{job_id}/02-wisdm-etl.ipynb"
+    assert "$" in files["ipynb"]["display_name"]
+
+
+def test_a_job_sees_what_alices_server_sees_and_not_bobs_data(stack, alice):
+    job_id = alice.submit(
+        "jobs-demo/probe.ipynb",
+        compute_type=alice.compute_type("small"),
+        parameters={"greeting": "'hello'", "times": "3"},
+    )
+    job = alice.wait_ended(job_id)
+    assert job["status"] == "COMPLETED", job
+    seen = printed(output(stack, f"users/alice/jobs/{job_id}/probe.ipynb"), "PROBE")
+    assert seen["own"] == "x\n1\n2\n3\n"
+    assert seen["total"] == 6  # pandas on s3:// with no keys
+    assert seen["bobs"] != "READ" and "AccessDenied" in seen["bobs"]
+    assert (seen["greeting"], seen["times"], seen["user"]) == ("hello", 3, "alice")
+
+
+def test_a_notebook_that_raises_ends_failed_with_its_error(stack, alice):
+    job_id = alice.submit("jobs-demo/raises.ipynb")
+    job = alice.wait_ended(job_id)
+    assert job["status"] == "FAILED"
+    assert "ValueError: bad row 3" in job["status_message"]
+    # The executed notebook up to the error is there to open.
+    assert b"bad row 3" in output(stack, f"users/alice/jobs/{job_id}/raises.ipynb")
+
+
+def test_a_job_over_its_timeout_is_terminated_and_says_so(stack, alice):
+    job_id = alice.submit("jobs-demo/sleeps.ipynb", parameters={"seconds": "900"}, tags=["timeout=30"])
+    job = alice.wait_ended(job_id)
+    assert job["status"] == "FAILED"
+    assert "timeout of 30 s" in job["status_message"]
+    assert not job_instances(stack, job_id=job_id)
+
+
+def test_alice_stops_a_running_job(stack, alice):
+    job_id = alice.submit("jobs-demo/sleeps.ipynb", parameters={"seconds": "900"})
+    wait_for(lambda: job_instances(stack, job_id=job_id), 60, "the job's instance")
+    response = alice.scheduler("PATCH", f"jobs/{job_id}", json={"status": "STOPPED"})
+    assert response.status_code == 204, response.text
+    assert alice.wait_ended(job_id)["status"] == "STOPPED"
+    assert not job_instances(stack, job_id=job_id)
+
+
+def test_a_size_outside_alices_groups_is_refused_with_a_clear_message(stack, alice):
+    response = alice.create_job("jobs-demo/probe.ipynb", compute_type="gpu")
+    assert response.status_code == 500
+    assert "not open to your groups" in response.json()["message"]
+    assert "small" in response.json()["message"]
+    listed = alice.service("GET", "jobs").json()["jobs"]
+    assert all(j["status"] != "CREATED" for j in listed)
+
+
+def test_a_run_survives_a_hub_restart_and_is_recorded(stack, alice):
+    job_id = alice.submit("jobs-demo/sleeps.ipynb", parameters={"seconds": "20"})
+    wait_for(
+        lambda: alice.job(job_id)["status"] == "IN_PROGRESS" and job_instances(stack, job_id=job_id),
+        60,
+        "the run",
+    )
+    stack.stop_hub()
+    stack.start_hub()
+    job = alice.wait_ended(job_id)
+    assert job["status"] == "COMPLETED", job
+    assert b"slept 20" in output(stack, f"users/alice/jobs/{job_id}/sleeps.ipynb")
+
+
+def test_bob_cannot_see_stop_or_read_alices_jobs(stack, alice, bob):
+    job_id = alice.submit("jobs-demo/sleeps.ipynb", parameters={"seconds": "900"})
+    try:
+        assert all(j["job_id"] != job_id for j in bob.scheduler("GET", "jobs").json()["jobs"])
+        for method, path in (("GET", ""), ("POST", "/stop"), ("DELETE", ""), ("PATCH", "")):
+            response = bob.service(method, f"jobs/{job_id}{path}", json={} if method != "GET" else None)
+            assert response.status_code == 404, (method, path, response.text)
+        # Nor through alice's server: the hub lets only alice's own token in.
+        assert bob.scheduler("GET", "jobs").status_code == 200
+        response = requests.get(f"{alice.base}/scheduler/jobs/{job_id}", headers=bob.headers, timeout=30)
+        assert response.status_code in (403, 404)
+        # A forged report for alice's run is refused.
+        forged = requests.post(
+            f"{stack.settings.url}/services/jobs/api/runs/{job_id}/finished",
+            headers={"Authorization": f"Bearer {bob.token}"},
+            json={"status": "COMPLETED"},
+            timeout=30,
+        )
+        assert forged.status_code == 403
+        assert alice.job(job_id)["status"] in ("QUEUED", "IN_PROGRESS")
+        # Nor her outputs, from bob's own server.
+        kernel = Kernel(stack.settings.url, "bob", bob.token, timeout=120)
+        result = kernel.run(
+            "import boto3, os\n"
+            "try:\n"
+            "    s3 = boto3.client('s3')\n"
+            "    s3.get_object(Bucket=os.environ['EC2HUB_BUCKET'], Key='users/alice/numbers.csv')\n"
+            "    print('READ')\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, e)\n"
+        )
+        assert "AccessDenied" in result.stdout and "READ" not in result.stdout
+    finally:
+        alice.service("POST", f"jobs/{job_id}/stop")
+    assert alice.wait_ended(job_id)["status"] == "STOPPED"
+
+
+def test_the_schedule_ran_twice_while_carols_server_was_stopped(stack, carol_schedule):
+    carol, definition_id = carol_schedule
+
+    def completed_runs():
+        runs = carol.service("GET", f"jobs?job_definition_id={definition_id}").json()["jobs"]
+        return [r for r in runs if r["status"] == "COMPLETED"]
+
+    runs = wait_for(lambda: len(completed_runs()) >= 2 and completed_runs(), 200, "two scheduled runs")
+    assert carol.client.server("carol") is None
+    for run in runs:
+        assert b"scheduled run" in output(stack, f"users/carol/jobs/{run['job_id']}/quick.ipynb")
+    response = carol.service("DELETE", f"job_definitions/{definition_id}")
+    assert response.status_code == 204
+    wait_for(
+        lambda: all(r["status"] in ENDED for r in carol.service("GET", "jobs").json()["jobs"]),
+        120,
+        "carol's runs",
+    )
+    wait_for(lambda: not job_instances(stack), 60, "every job instance to end")
+
+
+def test_the_service_reports_prometheus_metrics_to_admins_only(stack, alice):
+    url = f"{stack.settings.url}/services/jobs/metrics"
+    assert requests.get(url, headers=alice.headers, timeout=30).status_code == 403
+    admin = admin_client(stack)
+    headers = {"Authorization": f"token {admin.token(stack.settings.admin_user)}"}
+
+    def metrics() -> dict[str, float]:
+        response = requests.get(url, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in response.text.splitlines()
+            if line and not line.startswith("#")
+        }
+
+    before = metrics()
+    job_id = alice.submit("jobs-demo/raises.ipynb")
+    assert alice.wait_ended(job_id)["status"] == "FAILED"
+    after = metrics()
+    failed = 'ec2hub_job_runs_total{outcome="FAILED"}'
+    assert after[failed] == before[failed] + 1
+    assert (
+        after['ec2hub_job_runs_total{outcome="COMPLETED"}']
+        >= before['ec2hub_job_runs_total{outcome="COMPLETED"}']
+    )
+    assert {"ec2hub_jobs_queued", "ec2hub_job_instances_running"} <= set(after)
