@@ -193,8 +193,7 @@ class JobStart(PersonHandler):
 
 class JobStop(PersonHandler):
     async def post(self, job_id: str) -> None:
-        job = self.own_job(job_id)
-        await self.jobs.stop_job(job)
+        job = await self.jobs.stop_job(self.own_job(job_id))
         self.write_json(self.jobs.describe(job))
 
 

@@ -33,10 +33,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from croniter import croniter
 
 from hub.jobs.store import (
-    ACTIVE,
     COMPLETED,
     CREATED,
-    ENDED,
     FAILED,
     IN_PROGRESS,
     QUEUED,
@@ -65,6 +63,8 @@ NAME_MAX = 255
 # A stray job instance (of no job in progress) is left alone this long after its launch: a launch
 # that is still being recorded.
 STRAY_GRACE = 120.0
+# EC2 may list a new instance only a moment after its launch: until then, its absence means nothing.
+LISTING_LAG = 60.0
 
 
 class JobError(Exception):
@@ -130,6 +130,8 @@ def check_request(body: Mapping[str, Any], sizes: list[Profile], limits: Mapping
     if not sizes:
         raise JobError("None of the sizes is open to your groups; ask an administrator.", 403)
     wanted = body.get("compute_type") or body.get("size") or ""
+    if not isinstance(wanted, str):
+        raise JobError("The size (compute_type) is a name.")
     by_name = {compute_type(s): s for s in sizes} | {s.slug: s for s in sizes}
     if not wanted:
         size = min(sizes, key=lambda s: (s.price_per_hour, s.slug))
@@ -144,9 +146,12 @@ def check_request(body: Mapping[str, Any], sizes: list[Profile], limits: Mapping
     for name in ("timeout_seconds", "max_retries", "spot"):
         if body.get(name) is not None:
             extra[name] = body[name]
-    timeout = _whole_number(extra.get("timeout_seconds", extra.get("timeout", DEFAULT_TIMEOUT)), "timeout")
     longest = int(limits["max_timeout"])
-    timeout = timeout or min(DEFAULT_TIMEOUT, longest)
+    named = extra.get("timeout_seconds", extra.get("timeout"))
+    # None named (or 0): an hour, or the longest the groups allow when that is shorter.
+    timeout = (_whole_number(named, "timeout") if named not in (None, "") else 0) or min(
+        DEFAULT_TIMEOUT, longest
+    )
     if timeout > longest:
         raise JobError(f"A timeout of {timeout} s is longer than your groups allow ({longest} s).", 403)
     retries = _whole_number(extra.get("max_retries", extra.get("retries", 0)), "retries")
@@ -310,58 +315,84 @@ class Jobs:
             token = str(token)[:255]
             if self.store.jobs(owner=user, idempotency_token=token):
                 raise JobError(f"A job with the idempotency token {token!r} exists already.", 409)
-        owner_id = await self.account_of(user)
         job_id = str(uuid.uuid4())
-        prefix = f"{UserNames.of(user).prefix}jobs/{job_id}/"
+        job = self.new_job(
+            job_id,
+            user,
+            await self.account_of(user),
+            request,
+            common,
+            input_prefix=f"{UserNames.of(user).prefix}jobs/{job_id}/input/",
+            idempotency_token=token,
+            status=CREATED,
+        )
+        log.info("Job %s of %s created (%s, %s)", job_id, user, job.size, job.input_filename)
+        return job
+
+    def new_job(
+        self,
+        job_id: str,
+        owner: str,
+        owner_id: str,
+        request: Request,
+        common: Mapping[str, Any],
+        **values: Any,
+    ) -> Job:
+        """A job of `owner` with the checked request, recorded; its outputs go to jobs/<id>/."""
         now = self.clock()
+        size = request.size
         job = Job(
             job_id=job_id,
-            owner=user,
+            owner=owner,
             owner_id=owner_id,
-            input_prefix=f"{prefix}input/",
-            output_prefix=prefix,
-            compute_type=compute_type(request.size),
-            size=request.size.slug,
-            instance_type=request.size.instance_type,
-            price_per_hour=request.size.spot_price_per_hour if request.spot else request.size.price_per_hour,
+            output_prefix=f"{UserNames.of(owner).prefix}jobs/{job_id}/",
+            compute_type=compute_type(size),
+            size=size.slug,
+            instance_type=size.instance_type,
+            price_per_hour=size.spot_price_per_hour if request.spot else size.price_per_hour,
             spot=request.spot,
             timeout_seconds=request.timeout_seconds,
             max_retries=request.max_retries,
-            idempotency_token=token,
             create_time=now,
             update_time=now,
-            status=CREATED,
             **common,
+            **values,
         )
         self.store.add(job)
-        log.info("Job %s of %s created (%s, %s)", job_id, user, job.size, job.input_filename)
         return job
 
     def start_job(self, job: Job, packaged_files: Any) -> Job:
         """The user's server has staged the input: the job joins the queue."""
-        if job.status != CREATED:
-            raise JobError(f"Job {job.job_id} was started already.", 409)
         files = [str(f) for f in packaged_files or []] if job.package_input_folder else []
-        self.store.update(job, status=QUEUED, packaged_files=files, update_time=self.clock())
+        if not self.store.update(
+            job, expect=(CREATED,), status=QUEUED, packaged_files=files, update_time=self.clock()
+        ):
+            raise JobError(f"Job {job.job_id} was started already.", 409)
         return job
 
-    async def stop_job(self, job: Job) -> None:
-        if job.status in ENDED:
-            return
-        if job.status in (CREATED, QUEUED):
-            self.store.update(
-                job, status=STOPPED, status_message="Stopped before it started.", end_time=self.clock()
-            )
-            return
-        self.store.update(job, status=STOPPING, update_time=self.clock())
+    async def stop_job(self, job: Job) -> Job:
+        """Stop the job (a queued one never starts); returns it as it is then."""
+        now = self.clock()
+        if self.store.update(
+            job,
+            expect=(CREATED, QUEUED),
+            status=STOPPED,
+            status_message="Stopped before it started.",
+            end_time=now,
+            update_time=now,
+        ):
+            return job
+        if not self.store.update(job, expect=(IN_PROGRESS,), status=STOPPING, update_time=now):
+            return self.store.job(job.job_id) or job  # ended, or being stopped, meanwhile
+        # Its instance as recorded now: a launch still under way sees STOPPING and ends its own.
+        job = self.store.job(job.job_id) or job
         await self.end_instance(job)
-        self.finish(job, STOPPED, "Stopped by its owner.")
+        self.finish(job, STOPPED, "Stopped by its owner.", expect=(STOPPING,))
+        return job
 
     async def delete_job(self, job: Job) -> None:
         """Forget the job (its outputs stay in the owner's folder); a running one is stopped first."""
-        if job.status in ACTIVE:
-            await self.stop_job(job)
-        self.store.delete(job)
+        self.store.delete(await self.stop_job(job))
 
     # -- what job instances report -------------------------------------------------------------------
 
@@ -392,11 +423,15 @@ class Jobs:
         )
         await self.end_instance(job)
         message = str(body.get("status_message") or "")[:2000] or None
-        if status == FAILED and job.attempt <= job.max_retries and job.status == IN_PROGRESS:
-            self.requeue(job, f"Attempt {job.attempt} failed: {message}")
+        if (
+            status == FAILED
+            and job.attempt <= job.max_retries
+            and self.requeue(job, f"attempt {job.attempt} failed")
+        ):
             return
-        self.finish(job, status, message if status == FAILED else None)
-        if status == FAILED:
+        if self.finish(job, status, message if status == FAILED else None, expect=(IN_PROGRESS,)) and (
+            status == FAILED
+        ):
             await self.notify_failure(job)
 
     # -- instances ------------------------------------------------------------------------------------
@@ -434,7 +469,10 @@ class Jobs:
             "report_token": secret,
         }
         attempt = job.attempt + 1
-        self.store.update(job, status=IN_PROGRESS, attempt=attempt, report_digest=report_digest(secret))
+        if not self.store.update(
+            job, expect=(QUEUED,), status=IN_PROGRESS, attempt=attempt, report_digest=report_digest(secret)
+        ):
+            return  # stopped or deleted since this round read it
         try:
             await aws.call(
                 self.launcher.client("ssm"),
@@ -463,17 +501,25 @@ class Jobs:
             log.warning("Job %s of %s: launch refused: %s", job.job_id, job.owner, e)
             await self.withdraw_settings(job)
             reason = aws.error_code(e) or "AWS could not be reached"
-            self.finish(job, FAILED, f"Its instance could not be launched ({reason}); see the hub's log.")
-            await self.notify_failure(job)
+            message = f"Its instance could not be launched ({reason}); see the hub's log."
+            if self.finish(job, FAILED, message, expect=(IN_PROGRESS,)):
+                await self.notify_failure(job)
             return
         now = self.clock()
-        self.store.update(
+        recorded = self.store.update(
             job,
+            expect=(IN_PROGRESS,),
             instance_id=instance["InstanceId"],
             launch_time=now,
             start_time=job.start_time or now,
             update_time=now,
         )
+        if not recorded:
+            # Stopped while it was launching: its instance goes at once.
+            job.instance_id, job.launch_time = instance["InstanceId"], now
+            await self.end_instance(job)
+            self.finish(job, STOPPED, "Stopped by its owner.", expect=(STOPPING,))
+            return
         log.info(
             "Job %s of %s: instance %s (%s), attempt %d",
             job.job_id,
@@ -503,17 +549,28 @@ class Jobs:
             if aws.error_code(e) != "ParameterNotFound":
                 log.warning("Job %s: its settings parameter stays: %s", job.job_id, e)
 
-    def finish(self, job: Job, status: str, message: str | None) -> None:
+    def finish(self, job: Job, status: str, message: str | None, *, expect: Iterable[str]) -> bool:
+        """End the job, if its status is still one of `expect`; returns whether this ended it."""
         now = self.clock()
-        self.store.update(
-            job, status=status, status_message=message, end_time=now, update_time=now, report_digest=None
-        )
-        log.info("Job %s of %s: %s%s", job.job_id, job.owner, status, f" ({message})" if message else "")
-
-    def requeue(self, job: Job, message: str) -> None:
-        log.info("Job %s of %s: %s; retrying", job.job_id, job.owner, message)
-        self.store.update(
+        ended = self.store.update(
             job,
+            expect=expect,
+            status=status,
+            status_message=message,
+            end_time=now,
+            update_time=now,
+            report_digest=None,
+        )
+        if ended:
+            log.info("Job %s of %s: %s%s", job.job_id, job.owner, status, f" ({message})" if message else "")
+        return ended
+
+    def requeue(self, job: Job, message: str) -> bool:
+        """Queue the job's next attempt, if it is still in progress."""
+        log.info("Job %s of %s: %s; retrying", job.job_id, job.owner, message)
+        return self.store.update(
+            job,
+            expect=(IN_PROGRESS,),
             status=QUEUED,
             status_message=None,
             instance_id=None,
@@ -543,6 +600,7 @@ class Jobs:
             owner_id=owner_id,
             input_prefix=f"{UserNames.of(user).prefix}jobs/definitions/{definition_id}/input/",
             compute_type=compute_type(request.size),
+            size=request.size.slug,
             schedule=schedule,
             timezone=zone,
             active=False,
@@ -578,6 +636,8 @@ class Jobs:
                 "timezone",
             )
         }
+        # The size by its name: its label holds its price, which the operator may change.
+        merged["compute_type"] = definition.size
         merged.update({k: v for k, v in body.items() if k in merged and v is not None})
         if "schedule" in body:
             merged["schedule"] = body["schedule"]
@@ -587,6 +647,7 @@ class Jobs:
         values = {
             **common,
             "compute_type": compute_type(request.size),
+            "size": request.size.slug,
             "schedule": schedule,
             "timezone": zone,
         }
@@ -611,33 +672,22 @@ class Jobs:
             raise JobError(f"User {definition.owner} no longer exists.", 404)
         body = {
             **{c.name: getattr(definition, c.name) for c in Definition.__table__.columns},
+            "compute_type": definition.size,
             "parameters": {**definition.parameters, **dict(parameters or {})},
         }
         common = check_common(body)
         request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
         job_id = str(uuid.uuid4())
-        now = self.clock()
-        job = Job(
-            job_id=job_id,
-            owner=definition.owner,
-            owner_id=definition.owner_id,
+        job = self.new_job(
+            job_id,
+            definition.owner,
+            definition.owner_id,
+            request,
+            {**common, "packaged_files": list(definition.packaged_files)},
             input_prefix=definition.input_prefix,
-            output_prefix=f"{UserNames.of(definition.owner).prefix}jobs/{job_id}/",
-            compute_type=compute_type(request.size),
-            size=request.size.slug,
-            instance_type=request.size.instance_type,
-            price_per_hour=request.size.spot_price_per_hour if request.spot else request.size.price_per_hour,
-            spot=request.spot,
-            timeout_seconds=request.timeout_seconds,
-            max_retries=request.max_retries,
             job_definition_id=definition.job_definition_id,
-            packaged_files=list(definition.packaged_files),
-            create_time=now,
-            update_time=now,
             status=QUEUED,
-            **common,
         )
-        self.store.add(job)
         log.info("Job %s of %s from definition %s", job_id, job.owner, definition.job_definition_id)
         return job
 
@@ -699,25 +749,28 @@ class Jobs:
             instance = alive.get(job.instance_id or "")
             if job.status == STOPPING:
                 await self.end_instance(job)
-                self.finish(job, STOPPED, "Stopped by its owner.")
+                self.finish(job, STOPPED, "Stopped by its owner.", expect=(STOPPING,))
             elif job.start_time and now - job.start_time > job.timeout_seconds * 1000:
                 await self.end_instance(job)
-                self.finish(job, FAILED, f"Stopped: it ran past its timeout of {job.timeout_seconds} s.")
-                await self.notify_failure(job)
+                message = f"Stopped: it ran past its timeout of {job.timeout_seconds} s."
+                if self.finish(job, FAILED, message, expect=(IN_PROGRESS,)):
+                    await self.notify_failure(job)
             elif not job.instance_id and now - job.update_time > STRAY_GRACE * 1000:
                 # The service stopped between marking the launch and recording its instance (which
                 # the stray sweep ends).
                 self.requeue(job, "its launch was interrupted")
             elif job.instance_id and (
-                instance is None or instance["State"]["Name"] in ("stopping", "stopped")
+                (instance is None and now - (job.launch_time or 0) > LISTING_LAG * 1000)
+                or (instance is not None and instance["State"]["Name"] in ("stopping", "stopped"))
             ):
                 state = instance["State"]["Name"] if instance else "terminated"
                 await self.end_instance(job)
                 why = "reclaimed by EC2 (spot)" if job.spot else f"{state}"
                 if job.attempt <= job.max_retries:
                     self.requeue(job, f"its instance ended before the notebook did ({why})")
-                else:
-                    self.finish(job, FAILED, f"Its instance ended before the notebook did ({why}).")
+                elif self.finish(
+                    job, FAILED, f"Its instance ended before the notebook did ({why}).", expect=(IN_PROGRESS,)
+                ):
                     await self.notify_failure(job)
 
     async def launch_queued(self) -> None:
@@ -732,7 +785,7 @@ class Jobs:
             if job.owner not in groups:
                 groups[job.owner] = await self.groups_of(job.owner)
             if groups[job.owner] is None:
-                self.finish(job, FAILED, f"User {job.owner} no longer exists.")
+                self.finish(job, FAILED, f"User {job.owner} no longer exists.", expect=(QUEUED,))
                 continue
             allowed = self.quotas(groups[job.owner])["max_concurrent"]
             if running.get(job.owner, 0) >= allowed:
@@ -744,7 +797,7 @@ class Jobs:
         """Terminate job instances of no job in progress (a job deleted or ended while its instance
         was being launched, or a record lost)."""
         live = {j.job_id: j for j in self.store.jobs(statuses=(IN_PROGRESS, STOPPING))}
-        now = time.time()
+        now = self.clock() / 1000
         strays = []
         for instance in await self.job_instances():
             job = live.get(tags_of(instance).get(TAG_JOB, ""))

@@ -11,7 +11,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # jupyter-scheduler's statuses (its UI acts on them: Stop only for IN_PROGRESS).
@@ -30,80 +44,71 @@ class Base(DeclarativeBase):
     pass
 
 
-class Job(Base):
-    __tablename__ = "jobs"
+class Common:
+    """What a job and a job definition both have: the owner, the notebook and how to run it."""
 
-    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     owner: Mapped[str] = mapped_column(String(255), index=True)
     owner_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255))
     input_filename: Mapped[str] = mapped_column(String(255))
     # Full S3 keys in the platform's bucket.
     input_prefix: Mapped[str] = mapped_column(String(1024))
-    output_prefix: Mapped[str] = mapped_column(String(1024))
     runtime_environment_name: Mapped[str] = mapped_column(String(255), default="ec2hub")
     runtime_environment_parameters: Mapped[dict] = mapped_column(JSON, default=dict)
     output_formats: Mapped[list] = mapped_column(JSON, default=list)
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
     tags: Mapped[list] = mapped_column(JSON, default=list)
+    # The size's label as JupyterLab shows it (with its price then), and the size itself.
     compute_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[str] = mapped_column(String(64))
+    package_input_folder: Mapped[bool] = mapped_column(Boolean, default=False)
+    packaged_files: Mapped[list] = mapped_column(JSON, default=list)
+    # Epoch milliseconds, as jupyter-scheduler's models (64-bit: PostgreSQL's INTEGER is 32).
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    update_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Common, Base):
+    __tablename__ = "jobs"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    output_prefix: Mapped[str] = mapped_column(String(1024))
     instance_type: Mapped[str] = mapped_column(String(64))
     price_per_hour: Mapped[float] = mapped_column(Float)
     spot: Mapped[bool] = mapped_column(Boolean, default=False)
-    package_input_folder: Mapped[bool] = mapped_column(Boolean, default=False)
-    packaged_files: Mapped[list] = mapped_column(JSON, default=list)
     idempotency_token: Mapped[str | None] = mapped_column(String(255), nullable=True)
     job_definition_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     max_retries: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    # Epoch milliseconds, as jupyter-scheduler's models.
-    create_time: Mapped[int] = mapped_column(Integer)
-    update_time: Mapped[int] = mapped_column(Integer)
-    start_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    end_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default=CREATED)
     status_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # When the current instance was launched (ms), and the instance time of earlier attempts (s):
     # what the job has cost so far.
-    launch_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    launch_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     billed_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     outputs: Mapped[dict] = mapped_column(JSON, default=dict)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
-    first_cell_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    last_cell_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_cell_start: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_cell_end: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # SHA-256 of the secret the job's instance reports with.
     report_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-class Definition(Base):
+class Definition(Common, Base):
     __tablename__ = "job_definitions"
 
     job_definition_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(255), index=True)
-    owner_id: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(255))
-    input_filename: Mapped[str] = mapped_column(String(255))
-    input_prefix: Mapped[str] = mapped_column(String(1024))
-    runtime_environment_name: Mapped[str] = mapped_column(String(255), default="ec2hub")
-    runtime_environment_parameters: Mapped[dict] = mapped_column(JSON, default=dict)
-    output_formats: Mapped[list] = mapped_column(JSON, default=list)
-    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
-    tags: Mapped[list] = mapped_column(JSON, default=list)
-    compute_type: Mapped[str] = mapped_column(String(255))
-    package_input_folder: Mapped[bool] = mapped_column(Boolean, default=False)
-    packaged_files: Mapped[list] = mapped_column(JSON, default=list)
     schedule: Mapped[str | None] = mapped_column(String(255), nullable=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     # False until the user's server has staged the input (then POST .../start).
     staged: Mapped[bool] = mapped_column(Boolean, default=False)
-    create_time: Mapped[int] = mapped_column(Integer)
-    update_time: Mapped[int] = mapped_column(Integer)
     # The schedule's last time that was acted on (ms): runs are counted from here.
-    last_fire_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_fire_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Store:
@@ -136,12 +141,22 @@ class Store:
             found = s.get(Definition, definition_id)
         return found if found is not None and (owner is None or found.owner == owner) else None
 
-    def update(self, row: Base, **values: Any) -> None:
+    def update(self, row: Job | Definition, *, expect: Iterable[str] = (), **values: Any) -> bool:
+        """Write `values` (those columns only) to the row, and to `row`; with `expect`, only while the
+        job's status is one of them (a Stop, a report or another round may have changed it since `row`
+        was read). Returns whether it was written."""
+        table = type(row)
+        [key] = inspect(table).primary_key
+        query = update(table).where(key == getattr(row, key.name)).values(**values)
+        expect = list(expect)
+        if expect:
+            query = query.where(table.status.in_(expect))
         with self.session() as s:
-            merged = s.merge(row)
+            written = s.execute(query, execution_options={"synchronize_session": False}).rowcount == 1
+        if written:
             for name, value in values.items():
-                setattr(merged, name, value)
                 setattr(row, name, value)
+        return written
 
     def delete(self, row: Base) -> None:
         with self.session() as s:
