@@ -404,7 +404,10 @@ class Jobs:
         return job if hmac.compare_digest(job.report_digest, report_digest(secret)) else None
 
     def report_started(self, job: Job, body: Mapping[str, Any]) -> None:
-        self.store.update(job, update_time=self.clock())
+        started = body.get("attempt_started")
+        self.store.update(
+            job, run_start_time=started if isinstance(started, int) else None, update_time=self.clock()
+        )
 
     async def report_finished(self, job: Job, body: Mapping[str, Any]) -> None:
         status = body.get("status")
@@ -848,6 +851,10 @@ class Jobs:
             else None,
             "cost": round(seconds / 3600 * job.price_per_hour, 4) if job.start_time else None,
             "size": job.size,
+            # When its (last) run's bootstrap began, and its notebook's first cell and last cell.
+            "run_start_time": job.run_start_time,
+            "first_cell_start": job.first_cell_start,
+            "last_cell_end": job.last_cell_end,
             "instance_id": job.instance_id,
             "attempt": job.attempt,
             "timeout_seconds": job.timeout_seconds,

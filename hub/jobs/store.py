@@ -92,6 +92,9 @@ class Job(Common, Base):
     billed_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     outputs: Mapped[dict] = mapped_column(JSON, default=dict)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the job's instance reports (its clock): its bootstrap began the run, the notebook's first
+    # cell began, its last cell ended.
+    run_start_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     first_cell_start: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_cell_end: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # SHA-256 of the secret the job's instance reports with.
