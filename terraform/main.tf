@@ -16,7 +16,7 @@ locals {
   tags           = merge(var.tags, { "ec2hub:deployment" = var.name })
 
   # What the hub reads (hub/settings.py); the hub module adds EC2HUB_SECURITY_GROUP_IDS (its user and
-  # cluster groups) and the Dask gateway's ports, which its security groups open.
+  # cluster groups), the Dask gateway's ports and the jobs service's port, which its security groups open.
   base_environment = merge(var.hub_environment, {
     EC2HUB_AWS_REGION        = data.aws_region.current.name
     EC2HUB_AMI_ID            = var.user_ami_id
@@ -90,6 +90,7 @@ module "hub" {
   hub_image             = var.hub_image
   hub_environment       = local.base_environment
   gateway_ports         = var.gateway_ports
+  jobs_port             = var.jobs_port
   log_group_name        = module.monitoring.log_group_name
   deletion_protection   = var.hub_deletion_protection
   tags                  = local.tags
@@ -118,6 +119,7 @@ module "monitoring" {
   source = "./modules/monitoring"
 
   name                    = var.name
+  hub_id                  = local.hub_id
   log_group_name          = local.log_group_name
   alb_arn_suffix          = module.hub.alb_arn_suffix
   target_group_arn_suffix = module.hub.target_group_arn_suffix

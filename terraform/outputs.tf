@@ -63,6 +63,11 @@ output "alarm_topic_arn" {
   value       = module.monitoring.alarm_topic_arn
 }
 
+output "job_failures_alarm_name" {
+  description = "CloudWatch alarm on failed notebook job runs (namespace ec2hub/jobs, metric FailedRuns, dimension HubId); it notifies the alarm topic."
+  value       = module.monitoring.job_failures_alarm_name
+}
+
 output "hub_instance_id" {
   description = "ID of the hub instance (Session Manager target: `aws ssm start-session --target <id>`); null without create_hub_instance."
   value       = module.hub.hub_instance_id

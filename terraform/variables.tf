@@ -313,6 +313,17 @@ variable "gateway_ports" {
   }
 }
 
+variable "jobs_port" {
+  description = "Port of the jobs service on the hub (EC2HUB_JOBS_PORT, default 8187: the hub API port + 106), which user servers and job instances reach to submit notebook jobs and report their runs."
+  type        = number
+  default     = 8187
+
+  validation {
+    condition     = var.jobs_port >= 1024 && var.jobs_port <= 65535 && floor(var.jobs_port) == var.jobs_port
+    error_message = "jobs_port must be a whole port number from 1024 to 65535."
+  }
+}
+
 variable "alarm_emails" {
   description = "E-mail addresses that receive the alarms."
   type        = list(string)

@@ -471,6 +471,26 @@ BOUNDARY_LOCK = {
     ),
 }
 
+JOBS_NAMESPACE = "ec2hub/jobs"
+
+
+def put_metric_data(namespace: str | None, *, by_user: bool = False) -> dict[str, Any]:
+    """PutMetricData (no resource ARN: "*") into `namespace` (None: the key left out), by the hub or
+    by alice's instance."""
+    context = {} if namespace is None else {"cloudwatch:namespace": namespace}
+    if by_user:
+        return user_request(ALICE, "cloudwatch:PutMetricData", "*", **context)
+    return hub_request("cloudwatch:PutMetricData", "*", **context)
+
+
+JOB_METRICS = {
+    "hub PutMetricData to ec2hub/jobs (a failed job run)": (put_metric_data(JOBS_NAMESPACE), ALLOWED),
+    "hub PutMetricData to another ec2hub namespace": (put_metric_data("ec2hub/other"), DENIED),
+    "hub PutMetricData to an AWS namespace": (put_metric_data("AWS/EC2"), DENIED),
+    "hub PutMetricData without a namespace": (put_metric_data(None), DENIED),
+    "alice's instance PutMetricData to ec2hub/jobs": (put_metric_data(JOBS_NAMESPACE, by_user=True), DENIED),
+}
+
 TABLES = [
     LISTING,
     OBJECTS,
@@ -483,6 +503,7 @@ TABLES = [
     CLAIMS,
     DELETED_DATA,
     BOUNDARY_LOCK,
+    JOB_METRICS,
 ]
 
 
@@ -590,3 +611,10 @@ def test_deleted_accounts_data_is_out_of_every_users_reach_and_the_hub_only_move
     """Checked by iam-simulate: users never reach deleted/; the hub lists, copies and removes users/
     only to move a deleted account's data aside, and writes nowhere else."""
     assert_decisions(decisions, DELETED_DATA)
+
+
+def test_hub_publishes_metrics_only_to_the_jobs_namespace(decisions):
+    """Checked by iam-simulate (moto ignores conditions): PutMetricData has no resource ARN, so the
+    cloudwatch:namespace condition is all that keeps the hub's role to ec2hub/jobs, where the jobs
+    service counts failed runs and Terraform's alarm watches; user instances publish nothing."""
+    assert_decisions(decisions, JOB_METRICS)

@@ -39,8 +39,9 @@ BUCKET = "ec2hub-terraform-test"
 BOUNDARY = "ec2hub-tf-user-boundary"
 SUBNET_BASE = 250  # Terraform's private subnets: 127.0.250.0/24 and 127.0.251.0/24, where instances run
 SPARE_BASE = 246  # nothing binds an address here
-# Terraform's gateway ports are the hub machine's (8183, 8184); the stack keeps free ports of its own.
-STACK_PORTS = ("EC2HUB_GATEWAY_PORT", "EC2HUB_GATEWAY_TCP_PORT")
+# Terraform's gateway and jobs ports are the hub machine's (8183, 8184, 8187); the stack keeps free
+# ports of its own.
+STACK_PORTS = ("EC2HUB_GATEWAY_PORT", "EC2HUB_GATEWAY_TCP_PORT", "EC2HUB_JOBS_PORT")
 ENDPOINT_SERVICES = (
     "acm cloudwatch dlm ec2 elbv2 iam kms logs s3 sns ssm sts"  # every service the modules call
 ).split()
@@ -77,6 +78,7 @@ def test_root_module(outputs, stack):
     assert env["EC2HUB_SECURITY_GROUP_IDS"].split(",") == outputs["security_group_ids"]
     assert env["EC2HUB_CLUSTER_SECURITY_GROUP_IDS"] == outputs["cluster_security_group_id"]
     assert (env["EC2HUB_GATEWAY_PORT"], env["EC2HUB_GATEWAY_TCP_PORT"]) == ("8183", "8184")
+    assert env["EC2HUB_JOBS_PORT"] == "8187"
     # Sign-in throttling believes the client address only the load balancer's subnets forward.
     proxies = [ipaddress.ip_network(n.strip()) for n in env["EC2HUB_TRUSTED_PROXIES"].split(",")]
     assert proxies and not any(
@@ -134,8 +136,22 @@ def test_root_module(outputs, stack):
     [spawn_filter] = logs.describe_metric_filters(logGroupName=f"/ec2hub/{NAME}/hub")["metricFilters"]
     assert "failed to start" in spawn_filter["filterPattern"]
     alarms = aws_client(stack, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{NAME}-")["MetricAlarms"]
-    assert {a["AlarmName"] for a in alarms} == {f"{NAME}-spawn-failures", f"{NAME}-running-vcpus"}
+    assert {a["AlarmName"] for a in alarms} == {
+        f"{NAME}-spawn-failures",
+        f"{NAME}-job-failures",
+        f"{NAME}-running-vcpus",
+    }
     assert all(a["AlarmActions"] == [outputs["alarm_topic_arn"]] for a in alarms)
+    # What the jobs service publishes for each failed run (hub/jobs), any one of them within 5 minutes.
+    [jobs] = [a for a in alarms if a["AlarmName"] == outputs["job_failures_alarm_name"]]
+    assert (jobs["Namespace"], jobs["MetricName"], jobs["Dimensions"]) == (
+        "ec2hub/jobs",
+        "FailedRuns",
+        [{"Name": "HubId", "Value": HUB_ID}],
+    )
+    assert (jobs["Statistic"], jobs["Period"], jobs["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (jobs["ComparisonOperator"], jobs["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1.0)
+    assert jobs["TreatMissingData"] == "notBreaching"
 
     iam = aws_client(stack, "iam")
     role = iam.get_role(RoleName=f"{NAME}-hub")["Role"]
@@ -188,8 +204,9 @@ def test_hub_secrets_are_in_ssm_only(outputs, stack):
 
 def assert_cluster_group(ec2, group: dict, users_group: str) -> None:
     """Dask among the group's instances on every unprivileged port but the server's 8888 and a
-    scheduler's dashboard and API (8787-8788), which only the hub reaches; the gateway's ports on the
-    hub, from the user group that every launched instance carries."""
+    scheduler's dashboard and API (8787-8788), which only the hub reaches; the hub API, the gateway's
+    ports and the jobs service's on the hub, from the user group that every launched instance carries
+    (user servers, Dask instances, job instances)."""
     ingress = {
         (rule["FromPort"], rule["ToPort"], pair["GroupId"])
         for rule in group["IpPermissions"]
@@ -207,7 +224,7 @@ def assert_cluster_group(ec2, group: dict, users_group: str) -> None:
         for pair in rule["UserIdGroupPairs"]
         if pair["GroupId"] == users_group
     }
-    assert from_users == {(8081, 8081), (8183, 8183), (8184, 8184)}
+    assert from_users == {(8081, 8081), (8183, 8183), (8184, 8184), (8187, 8187)}
 
 
 def test_spawn_with_terraform_outputs(outputs, stack):
@@ -378,7 +395,8 @@ def rendered_user_data(tf: Terraform, repo: Path) -> str:
     template = repo / "terraform" / "modules" / "hub" / "templates" / "user-data.sh.tftpl"
     expression = (
         f'templatefile("{template}", {{database_volume_id = "vol-0", environment ='
-        " module.ec2hub.hub_environment, hub_api_port = 8081, proxy_port = 8000, gateway_ports = [8183],"
+        " module.ec2hub.hub_environment, hub_api_port = 8081, proxy_port = 8000,"
+        " service_ports = [8183, 8184, 8187],"
         ' image = "ec2hub:test", region = "us-east-1", log_group = "/ec2hub/test"})'
     )
     rendered = tf.check("console", stdin=expression + "\n").stdout

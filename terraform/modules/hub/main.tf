@@ -63,6 +63,7 @@ locals {
     EC2HUB_CLUSTER_SECURITY_GROUP_IDS = aws_security_group.cluster.id
     EC2HUB_GATEWAY_PORT               = tostring(local.gateway_ports.http)
     EC2HUB_GATEWAY_TCP_PORT           = tostring(local.gateway_ports.tcp)
+    EC2HUB_JOBS_PORT                  = tostring(var.jobs_port)
     }, {
     for kind, secret in local.stored_secrets : "${secret.variable}_PARAMETER" => aws_ssm_parameter.secret[kind].name
   })
@@ -93,7 +94,7 @@ resource "aws_ssm_parameter" "secret" {
 }
 
 # --- security groups: internet -> ALB:443 -> hub:8000; hub -> users:8888; users -> hub:8081;
-# users -> hub:gateway ports; hub -> schedulers:8786-8788; cluster group <-> itself ---
+# users -> hub:gateway ports; users -> hub:jobs port; hub -> schedulers:8786-8788; cluster group <-> itself ---
 
 resource "aws_security_group" "alb" {
   name_prefix = "${var.name}-alb-"
@@ -153,6 +154,10 @@ resource "aws_security_group" "cluster" {
     precondition {
       condition     = length(setintersection(values(local.gateway_ports), [local.proxy_port, local.hub_api_port])) == 0
       error_message = "gateway_ports must differ from the hub's own ports ${local.proxy_port} (proxy) and ${local.hub_api_port} (hub API)."
+    }
+    precondition {
+      condition     = !contains(concat(values(local.gateway_ports), [local.proxy_port, local.hub_api_port]), var.jobs_port)
+      error_message = "jobs_port must differ from the gateway_ports and from the hub's own ports ${local.proxy_port} (proxy) and ${local.hub_api_port} (hub API)."
     }
     precondition {
       condition     = var.user_server_port != local.dask_scheduler_port
@@ -269,6 +274,26 @@ resource "aws_vpc_security_group_egress_rule" "users_to_hub_gateway" {
   referenced_security_group_id = aws_security_group.hub.id
 }
 
+# Job instances carry the user group (the launcher's groups for every purpose), as user servers do:
+# both reach the jobs service, servers to submit jobs, job instances to report their runs.
+resource "aws_vpc_security_group_ingress_rule" "hub_jobs_from_users" {
+  security_group_id            = aws_security_group.hub.id
+  description                  = "The jobs service, from user servers and job instances"
+  ip_protocol                  = "tcp"
+  from_port                    = var.jobs_port
+  to_port                      = var.jobs_port
+  referenced_security_group_id = aws_security_group.users.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "users_to_hub_jobs" {
+  security_group_id            = aws_security_group.users.id
+  description                  = "To the jobs service on the hub"
+  ip_protocol                  = "tcp"
+  from_port                    = var.jobs_port
+  to_port                      = var.jobs_port
+  referenced_security_group_id = aws_security_group.hub.id
+}
+
 resource "aws_vpc_security_group_egress_rule" "hub_to_schedulers" {
   security_group_id            = aws_security_group.hub.id
   description                  = "To Dask schedulers: TLS Dask, dashboard, gateway API"
@@ -354,7 +379,7 @@ resource "aws_instance" "hub" {
     environment        = local.environment
     hub_api_port       = local.hub_api_port
     proxy_port         = local.proxy_port
-    gateway_ports      = values(local.gateway_ports)
+    service_ports      = concat(values(local.gateway_ports), [var.jobs_port])
     image              = var.hub_image
     region             = data.aws_region.current.name
     log_group          = var.log_group_name

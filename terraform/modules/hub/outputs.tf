@@ -14,7 +14,7 @@ output "instance_security_group_ids" {
 }
 
 output "hub_environment" {
-  description = "The EC2HUB_* variables of the hub container: `hub_environment` with the security groups and the Dask gateway ports."
+  description = "The EC2HUB_* variables of the hub container: `hub_environment` with the security groups, the Dask gateway ports and the jobs port."
   value       = local.environment
 }
 

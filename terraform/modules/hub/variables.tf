@@ -109,7 +109,7 @@ variable "hub_image" {
 }
 
 variable "hub_environment" {
-  description = "EC2HUB_* variables of the hub container (the root module's `hub_environment`); this module adds EC2HUB_SECURITY_GROUP_IDS (its user and cluster groups) and the Dask gateway ports. Secrets do not belong here."
+  description = "EC2HUB_* variables of the hub container (the root module's `hub_environment`); this module adds EC2HUB_SECURITY_GROUP_IDS (its user and cluster groups), the Dask gateway ports and the jobs port. Secrets do not belong here."
   type        = map(string)
 
   validation {
@@ -229,6 +229,17 @@ variable "gateway_ports" {
   validation {
     condition     = alltrue([for p in values(var.gateway_ports) : p >= 1024 && p <= 65535 && floor(p) == p]) && var.gateway_ports.http != var.gateway_ports.tcp
     error_message = "gateway_ports must be two different whole port numbers from 1024 to 65535."
+  }
+}
+
+variable "jobs_port" {
+  description = "Port of the jobs service on the hub (EC2HUB_JOBS_PORT), opened to user instances: user servers submit notebook jobs there and job instances report their runs. Default 8187 (the hub API port + 106)."
+  type        = number
+  default     = 8187
+
+  validation {
+    condition     = var.jobs_port >= 1024 && var.jobs_port <= 65535 && floor(var.jobs_port) == var.jobs_port
+    error_message = "jobs_port must be a whole port number from 1024 to 65535."
   }
 }
 

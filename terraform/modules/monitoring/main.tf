@@ -76,6 +76,27 @@ resource "aws_cloudwatch_metric_alarm" "spawn_failures" {
   tags = var.tags
 }
 
+# The jobs service (hub/jobs) publishes FailedRuns = 1 to ec2hub/jobs, per hub, for each run of a
+# notebook job that fails; the hub's role may publish to that namespace only.
+resource "aws_cloudwatch_metric_alarm" "job_failures" {
+  alarm_name          = "${var.name}-job-failures"
+  alarm_description   = "A notebook job's run failed (its notebook raised, it ran past its timeout, or its instance could not launch or ended early): the job's status message says why, the hub log says more."
+  namespace           = "ec2hub/jobs"
+  metric_name         = "FailedRuns"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  treat_missing_data  = "notBreaching"
+  dimensions = {
+    HubId = var.hub_id
+  }
+  alarm_actions = [aws_sns_topic.alarms.arn]
+
+  tags = var.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "instance_count" {
   alarm_name          = "${var.name}-running-vcpus"
   alarm_description   = "More on-demand vCPUs run in this region than expected: forgotten or runaway user instances cost money."

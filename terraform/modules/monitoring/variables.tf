@@ -8,6 +8,16 @@ variable "name" {
   }
 }
 
+variable "hub_id" {
+  description = "The hub's id (EC2HUB_HUB_ID): the HubId dimension of the metrics the hub's services publish, such as the jobs service's FailedRuns."
+  type        = string
+
+  validation {
+    condition     = length(var.hub_id) >= 1 && length(var.hub_id) <= 255
+    error_message = "hub_id must be 1 to 255 characters (a CloudWatch dimension value)."
+  }
+}
+
 variable "log_group_name" {
   description = "Name of the hub's CloudWatch Logs group (the hub container logs to it)."
   type        = string
