@@ -9,10 +9,13 @@ PY := $(VENV)/bin/python
 # Everything installs into the repository: .venv for Python, node_modules for the proxy.
 # The local cloud boots its instances from this venv, so it also carries the user environment (the
 # "AMI"): the same pinned requirements the real AMI and the user image install.
-$(VENV)/.installed: pyproject.toml images/user/requirements.txt
+# Less than pip installs: what the environment is better without (slow-imports.txt says why).
+SLOW_IMPORTS = $(shell grep -v '^\#' images/user/slow-imports.txt)
+$(VENV)/.installed: pyproject.toml images/user/requirements.txt images/user/slow-imports.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[local]' -r images/user/requirements.txt
+	$(VENV)/bin/pip uninstall --quiet --yes $(SLOW_IMPORTS)
 	touch $@
 
 # The local cloud's instances boot a thin venv over .venv whose users' own packages (`pip install

@@ -129,6 +129,7 @@ build {
   provisioner "file" {
     sources = [
       "${path.root}/../user/requirements.txt",
+      "${path.root}/../user/slow-imports.txt",
       "${path.root}/../user/overrides.json",
       "${path.root}/../bootstrap",
       "${path.root}/files",

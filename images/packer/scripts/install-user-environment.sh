@@ -23,6 +23,8 @@ python3 -m venv /opt/ec2hub/venv
 # PyTorch's CPU build (`torch==...+cpu`) is on PyTorch's own index only.
 /opt/ec2hub/venv/bin/pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
   -r "$staged/requirements.txt"
+# What the environment is better without (slow-imports.txt says why).
+grep -v '^#' "$staged/slow-imports.txt" | xargs /opt/ec2hub/venv/bin/pip uninstall --yes
 install -m 0644 "$staged/requirements.txt" /opt/ec2hub/requirements.txt
 # Users' own packages (`pip install --user`, `%pip install`) land in ~/.local on the home's volume and
 # survive a stop, a start and a resize: the venv, installed on its own above, then sees the user's
