@@ -5,16 +5,21 @@ S3 folder; as users (and an attacker among them) would use them."""
 from __future__ import annotations
 
 import json
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from hub.settings import REPO_ROOT
+from tests.browser.conftest import browser, new_page, screenshot  # noqa: F401 (fixtures)
+from tests.browser.test_spawn_in_browser import sign_in
 from tests.e2e.kernel import Kernel
-from tests.e2e.stack import admin_client, approved_user, aws_client, running_stack, wait_for
+from tests.e2e.stack import USER_PASSWORD, admin_client, approved_user, aws_client, running_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -369,14 +374,20 @@ def test_bob_cannot_see_stop_or_read_alices_jobs(stack, alice, bob):
         assert alice.job(job_id)["status"] in ("QUEUED", "IN_PROGRESS")
         # Nor her outputs, from bob's own server.
         kernel = Kernel(stack.settings.url, "bob", bob.token, timeout=120)
-        result = kernel.run(
-            "import boto3, os\n"
-            "try:\n"
-            "    s3 = boto3.client('s3')\n"
-            "    s3.get_object(Bucket=os.environ['EC2HUB_BUCKET'], Key='users/alice/numbers.csv')\n"
-            "    print('READ')\n"
-            "except Exception as e:\n"
-            "    print(type(e).__name__, e)\n"
+        # In a thread: the browser test's Playwright keeps an event loop in this one.
+        result = (
+            ThreadPoolExecutor(max_workers=1)
+            .submit(
+                kernel.run,
+                "import boto3, os\n"
+                "try:\n"
+                "    s3 = boto3.client('s3')\n"
+                "    s3.get_object(Bucket=os.environ['EC2HUB_BUCKET'], Key='users/alice/numbers.csv')\n"
+                "    print('READ')\n"
+                "except Exception as e:\n"
+                "    print(type(e).__name__, e)\n",
+            )
+            .result()
         )
         assert "AccessDenied" in result.stdout and "READ" not in result.stdout
     finally:
@@ -431,3 +442,67 @@ def test_the_service_reports_prometheus_metrics_to_admins_only(stack, alice):
         >= before['ec2hub_job_runs_total{outcome="COMPLETED"}']
     )
     assert {"ec2hub_jobs_queued", "ec2hub_job_instances_running"} <= set(after)
+
+
+def test_alice_creates_a_job_in_jupyterlab_watches_it_complete_and_opens_its_output(
+    stack,
+    alice,
+    new_page,  # noqa: F811 (the browser tests' fixture)
+):
+    """The README's tour: notebook 02 as a job on a medium instance, from JupyterLab's form."""
+    page = new_page()
+    sign_in(page, stack, "alice", USER_PASSWORD)
+    page.wait_for_url("**/user/alice/**")
+    page.goto(f"{alice.base}/lab/tree/etl")
+    listing = page.locator(".jp-DirListing-content")
+    listing.get_by_text("02-wisdm-etl.ipynb", exact=True).click(button="right")
+    page.get_by_role("menuitem", name="Create Job").click()
+
+    name = "WISDM ETL from the browser"
+    page.fill("#jp-create-job-jobName", name)
+    expect(page.locator("#jp-create-job-inputFile")).to_have_value("etl/02-wisdm-etl.ipynb")
+    page.check("input[name=packageInputFolder]")  # wisdm.py goes with it
+    # The compute types are the sizes of her groups with their price, the cheapest first chosen.
+    page.get_by_role("button", name=alice.compute_type("small")).click()
+    assert "gpu" not in " ".join(page.get_by_role("option").all_inner_texts())
+    page.get_by_role("option", name=alice.compute_type("medium")).click()
+    for index, (parameter, value) in enumerate(
+        {"sample_subjects": "2", "sample_seconds_per_activity": "4"}.items()
+    ):
+        page.get_by_title("Add new parameter").click()
+        page.locator(f"input[name=parameter-{index}-name]").press_sequentially(parameter)
+        page.locator(f"input[name=parameter-{index}-value]").press_sequentially(value)
+        page.locator(f"input[name=parameter-{index}-value]").press("Tab")
+    page.get_by_role("button", name="Create", exact=True).click()
+
+    # The job list: reloaded until the job has completed, its outputs then linked in its row.
+    row = page.locator("tr").filter(has_text=name)
+
+    def completed() -> bool:
+        page.get_by_role("button", name="Reload").click()
+        return row.count() == 1 and "Completed" in row.inner_text()
+
+    wait_for(completed, JOB_DEADLINE, "the job to complete in JupyterLab's job list")
+    notebook_link = row.get_by_title('Open output file "02-wisdm-etl.ipynb"')
+    expect(notebook_link).to_contain_text(re.compile(r"Notebook · \d+s · "))
+    screenshot(page, "jobs-list")
+    [job] = [j for j in alice.service("GET", "jobs").json()["jobs"] if j["name"] == name]
+    assert job["size"] == "medium"
+    [instance] = aws_client(stack, "ec2").describe_instances(
+        Filters=[{"Name": "tag:ec2hub:job", "Values": [job["job_id"]]}]
+    )["Reservations"][0]["Instances"]
+    assert instance["State"]["Name"] in ("shutting-down", "terminated")
+    sizes = {s["slug"]: s for s in alice.service("GET", "sizes").json()["sizes"]}
+    assert instance["InstanceType"] == sizes["medium"]["instance_type"]
+
+    # The executed notebook opens from her S3 folder, with the parameters she gave in the form.
+    notebook_link.click()
+    tab = page.locator(".lm-TabBar-tab.jp-mod-current")
+    expect(tab).to_have_attribute("title", re.compile(f"s3/jobs/{job['job_id']}/02-wisdm-etl.ipynb"))
+    expect(page.locator(".jp-Cell").filter(has_text="# Parameters").last).to_contain_text(
+        "sample_subjects = 2"
+    )
+    expect(page.locator(".jp-OutputArea-output").filter(has_text="bucket:").first).to_contain_text(
+        stack.outputs["bucket"]
+    )
+    screenshot(page, "job-output")
