@@ -20,6 +20,7 @@ from tests.browser.conftest import browser, new_page, screenshot  # noqa: F401 (
 from tests.browser.test_spawn_in_browser import sign_in
 from tests.e2e.kernel import Kernel
 from tests.e2e.stack import USER_PASSWORD, admin_client, approved_user, aws_client, running_stack, wait_for
+from tests.e2e.test_instances_service import InstancesTable, instances_page
 
 pytestmark = pytest.mark.e2e
 
@@ -322,7 +323,13 @@ def test_a_job_over_its_timeout_is_terminated_and_says_so(stack, alice):
 
 def test_alice_stops_a_running_job(stack, alice):
     job_id = alice.submit("jobs-demo/sleeps.ipynb", parameters={"seconds": "900"})
-    wait_for(lambda: job_instances(stack, job_id=job_id), 60, "the job's instance")
+    [instance] = wait_for(lambda: job_instances(stack, job_id=job_id), 60, "the job's instance")
+    # The admins' Instances page shows it under alice, as her notebook job, with its cost so far.
+    page = instances_page(admin_client(stack))
+    assert page.status_code == 200, page.text
+    row = InstancesTable(page.text).rows[instance["InstanceId"]]
+    assert (row["user"], row["server"]) == ("alice", f"Notebook job {job_id[:8]}")
+    assert "orphan" not in row["classes"] and row["cost"].startswith("$")
     response = alice.scheduler("PATCH", f"jobs/{job_id}", json={"status": "STOPPED"})
     assert response.status_code == 204, response.text
     assert alice.wait_ended(job_id)["status"] == "STOPPED"
@@ -461,7 +468,6 @@ def test_alice_creates_a_job_in_jupyterlab_watches_it_complete_and_opens_its_out
     name = "WISDM ETL from the browser"
     page.fill("#jp-create-job-jobName", name)
     expect(page.locator("#jp-create-job-inputFile")).to_have_value("etl/02-wisdm-etl.ipynb")
-    page.check("input[name=packageInputFolder]")  # wisdm.py goes with it
     # The compute types are the sizes of her groups with their price, the cheapest first chosen.
     page.get_by_role("button", name=alice.compute_type("small")).click()
     assert "gpu" not in " ".join(page.get_by_role("option").all_inner_texts())
@@ -473,21 +479,25 @@ def test_alice_creates_a_job_in_jupyterlab_watches_it_complete_and_opens_its_out
         page.locator(f"input[name=parameter-{index}-name]").press_sequentially(parameter)
         page.locator(f"input[name=parameter-{index}-value]").press_sequentially(value)
         page.locator(f"input[name=parameter-{index}-value]").press("Tab")
+    folder = page.locator("input[name=packageInputFolder]")
+    folder.check()  # wisdm.py goes with it
+    expect(folder).to_be_checked()
     page.get_by_role("button", name="Create", exact=True).click()
 
     # The job list: reloaded until the job has completed, its outputs then linked in its row.
     row = page.locator("tr").filter(has_text=name)
 
-    def completed() -> bool:
+    def ended() -> bool:
         page.get_by_role("button", name="Reload").click()
-        return row.count() == 1 and "Completed" in row.inner_text()
+        return row.count() == 1 and any(s in row.inner_text() for s in ("Completed", "Failed", "Stopped"))
 
-    wait_for(completed, JOB_DEADLINE, "the job to complete in JupyterLab's job list")
+    wait_for(ended, JOB_DEADLINE, "the job to end in JupyterLab's job list")
+    [job] = [j for j in alice.service("GET", "jobs").json()["jobs"] if j["name"] == name]
+    assert job["status"] == "COMPLETED", job
+    assert job["package_input_folder"] and job["size"] == "medium"
     notebook_link = row.get_by_title('Open output file "02-wisdm-etl.ipynb"')
     expect(notebook_link).to_contain_text(re.compile(r"Notebook · \d+s · "))
     screenshot(page, "jobs-list")
-    [job] = [j for j in alice.service("GET", "jobs").json()["jobs"] if j["name"] == name]
-    assert job["size"] == "medium"
     [instance] = aws_client(stack, "ec2").describe_instances(
         Filters=[{"Name": "tag:ec2hub:job", "Values": [job["job_id"]]}]
     )["Reservations"][0]["Instances"]
