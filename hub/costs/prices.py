@@ -1,0 +1,43 @@
+"""Prices: $/hour of each instance type (on-demand and spot) and $/GB-month of gp3 volumes, from a table
+in the repository for the platform's region (`prices-<region>.json`, its date shown with every price).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# AWS bills a GB-month as 730 hours of a GB.
+HOURS_PER_MONTH = 730
+
+
+@dataclass(frozen=True)
+class Prices:
+    region: str
+    as_of: str
+    on_demand: dict[str, float]
+    spot: dict[str, float]
+    ebs_gb_month: float
+
+    @classmethod
+    def load(cls, region: str = "us-east-1", folder: Path = HERE) -> Prices:
+        table = json.loads((folder / f"prices-{region}.json").read_text())
+        return cls(
+            region=table["region"],
+            as_of=table["as_of"],
+            on_demand=dict(table["on_demand"]),
+            spot=dict(table.get("spot", {})),
+            ebs_gb_month=float(table["ebs_gp3_gb_month"]),
+        )
+
+    def hourly(self, instance_type: str, spot: bool = False) -> float | None:
+        """$/hour while the instance runs; None for a type the table does not know."""
+        if spot and instance_type in self.spot:
+            return self.spot[instance_type]
+        return self.on_demand.get(instance_type)
+
+    def volume_hourly(self, gigabytes: float) -> float:
+        """$/hour of a volume of that size, whether its instance runs or not."""
+        return gigabytes * self.ebs_gb_month / HOURS_PER_MONTH

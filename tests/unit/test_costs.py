@@ -1,0 +1,167 @@
+"""The cost ledger: a scripted day of instances (launches, stops, starts, a resize, spot, a job, a
+termination) observed round by round with an injected clock adds up to the cents expected, whoever
+looks when, and a restart of the hub in the middle loses nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hub.costs.ledger import COMPUTE, VOLUME, Ledger, Observation, total
+from hub.costs.prices import Prices
+
+T0 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)  # two hours before midnight
+HOUR = 3600
+PRICES = Prices.load()
+GP3 = 50 * 0.08 / 730  # a 50 GB volume, per hour
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, hours: float) -> Clock:
+        self.now = T0.timestamp() + hours * HOUR
+        return self
+
+
+def seen(instance_id: str, state: str, since_hours: float, **fields) -> Observation:
+    values = {
+        "user": "alice",
+        "purpose": "server",
+        "instance_type": "m6i.xlarge",
+        "spot": False,
+        "volume_gb": 50,
+        **fields,
+    }
+    return Observation(instance_id, state=state, since=int(T0.timestamp() + since_hours * HOUR), **values)
+
+
+def test_prices_come_from_the_table_with_its_date():
+    assert PRICES.region == "us-east-1" and PRICES.as_of
+    assert PRICES.hourly("m6i.xlarge") == 0.192
+    assert PRICES.hourly("m6i.xlarge", spot=True) == 0.0768
+    assert PRICES.hourly("t3.medium", spot=True) == 0.0416  # no spot price known: on-demand
+    assert PRICES.hourly("x9.unknown") is None
+    assert PRICES.volume_hourly(730) == pytest.approx(0.08)
+
+
+# (hours after T0 when a round looks, what it sees). alice's server runs 22:00-00:00, stops, is
+# resized to m6i.4xlarge, runs 01:00-01:30 and is terminated; bob's spot job runs 22:30-23:15 (and is
+# listed terminated for a while); the rounds come late, between the state changes.
+ROUNDS = [
+    (0.1, [seen("i-alice", "running", 0)]),
+    (
+        0.6,
+        [seen("i-alice", "running", 0), seen("i-job", "running", 0.5, user="bob", purpose="job", spot=True)],
+    ),
+    (
+        1.5,
+        [
+            seen("i-alice", "running", 0),
+            seen("i-job", "terminated", 1.25, user="bob", purpose="job", spot=True),
+        ],
+    ),
+    (2.4, [seen("i-alice", "stopped", 2.0)]),
+    (2.9, [seen("i-alice", "stopped", 2.0, instance_type="m6i.4xlarge")]),
+    (3.2, [seen("i-alice", "running", 3.0, instance_type="m6i.4xlarge")]),
+    (3.7, [seen("i-alice", "terminated", 3.5, instance_type="m6i.4xlarge")]),
+    (5.0, []),  # gone from the listings
+]
+
+ALICE_COMPUTE = 2 * 0.192 + 0.5 * 0.768
+ALICE_VOLUME = 3.5 * GP3
+BOB_JOB = 0.75 * 0.0768
+
+
+def run_rounds(ledger_for, clock: Clock, rounds=ROUNDS) -> Ledger:
+    ledger = ledger_for()
+    for hours, observed in rounds:
+        ledger.clock = clock.at(hours)
+        ledger.observe(observed)
+    return ledger
+
+
+def test_a_scripted_day_adds_up_to_the_expected_cents(tmp_path):
+    clock = Clock()
+    ledger = run_rounds(lambda: Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock), clock)
+    spend = ledger.spend(T0 - timedelta(days=1))
+    assert round(total(spend, user="alice", kind=COMPUTE), 4) == round(ALICE_COMPUTE, 4)
+    assert round(total(spend, user="alice", kind=VOLUME), 6) == round(ALICE_VOLUME, 6)
+    assert round(total(spend, user="bob", purpose="job"), 4) == round(BOB_JOB + 0.75 * GP3, 4)
+    # Split at midnight UTC: alice's first two hours on the 30th, the rest on the 1st.
+    assert total(spend, user="alice", kind=COMPUTE, day="2026-11-30") == pytest.approx(2 * 0.192)
+    assert total(spend, user="alice", kind=COMPUTE, day="2026-12-01") == pytest.approx(0.5 * 0.768)
+    assert round(total(spend) * 100) == round((ALICE_COMPUTE + ALICE_VOLUME + BOB_JOB + 0.75 * GP3) * 100)
+
+
+def test_a_restart_in_the_middle_loses_nothing_and_counts_nothing_twice(tmp_path):
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    clock = Clock()
+    first = run_rounds(lambda: Ledger(url, PRICES, clock), clock, ROUNDS[:3])
+    first.engine.dispose()
+    # The hub is down for 40 minutes across alice's stop; the new one reads the same database.
+    restarted = run_rounds(lambda: Ledger(url, PRICES, clock), clock, ROUNDS[3:])
+    spend = restarted.spend(T0 - timedelta(days=1))
+    assert total(spend, user="alice", kind=COMPUTE) == pytest.approx(ALICE_COMPUTE)
+    assert total(spend, user="bob", purpose="job", kind=COMPUTE) == pytest.approx(BOB_JOB)
+
+
+def test_a_hub_that_first_looks_long_after_a_launch_counts_from_the_launch(tmp_path):
+    clock = Clock().at(1.0)
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock)
+    ledger.observe([seen("i-alice", "running", 0)])  # launched an hour before the hub first looked
+    spend = ledger.spend(T0)
+    assert total(spend, kind=COMPUTE) == pytest.approx(0.192)
+    # A second look at the same run continues it; the spend runs up to the clock.
+    ledger.clock = clock.at(1.5)
+    ledger.observe([seen("i-alice", "running", 0)])
+    assert total(ledger.spend(T0), kind=COMPUTE) == pytest.approx(1.5 * 0.192)
+
+
+def test_a_stop_and_start_between_two_rounds_counts_from_the_last_round_that_saw_it(tmp_path):
+    clock = Clock()
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock)
+    ledger.observe([seen("i-alice", "running", 0)])
+    ledger.clock = clock.at(1.0)
+    ledger.observe([seen("i-alice", "running", 0)])
+    ledger.clock = clock.at(2.0)  # it stopped at some time after 1.0 and started again at 1.5
+    ledger.observe([seen("i-alice", "running", 1.5)])
+    assert total(ledger.spend(T0), kind=COMPUTE) == pytest.approx((1.0 + 0.5) * 0.192)
+
+
+def test_an_instance_type_without_a_price_counts_its_volume_only(tmp_path):
+    clock = Clock()
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock)
+    ledger.observe([seen("i-odd", "running", 0, instance_type="x9.unknown")])
+    ledger.clock = clock.at(1.0)
+    ledger.observe([seen("i-odd", "running", 0, instance_type="x9.unknown")])
+    spend = ledger.spend(T0)
+    assert total(spend, kind=COMPUTE) == 0
+    assert total(spend, kind=VOLUME) == pytest.approx(GP3)
+
+
+def test_observations_read_ec2s_own_times():
+    launched = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    running = {
+        "InstanceId": "i-1",
+        "InstanceType": "m6i.xlarge",
+        "InstanceLifecycle": "spot",
+        "State": {"Name": "running"},
+        "LaunchTime": launched,
+        "Tags": [{"Key": "ec2hub:user", "Value": "alice"}, {"Key": "ec2hub:purpose", "Value": "dask-worker"}],
+    }
+    observed = Observation.of(running, volume_gb=50)
+    assert (observed.user, observed.purpose, observed.spot) == ("alice", "dask-worker", True)
+    assert observed.since == int(launched.timestamp())
+    stopped = {
+        **running,
+        "State": {"Name": "stopped"},
+        "StateTransitionReason": "User initiated (2026-12-01 04:30:15 GMT)",
+    }
+    assert Observation.of(stopped, 50).since == int(launched.timestamp()) + 5415
+    assert Observation.of({**stopped, "StateTransitionReason": ""}, 50).since == 0
