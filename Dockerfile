@@ -13,7 +13,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates curl tini \
     && rm -rf /var/lib/apt/lists/*
 
-# The proxy, at the version package-lock.json pins.
+# The proxy and the Costs page's charts (Chart.js), at the versions package-lock.json pins.
 WORKDIR /opt/ec2hub
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error && npm cache clean --force
@@ -40,7 +40,8 @@ WORKDIR /srv/ec2hub
 ENV EC2HUB_STATE_DIR=/srv/ec2hub \
     EC2HUB_BIND_IP=0.0.0.0 \
     EC2HUB_PORT=8000 \
-    EC2HUB_HUB_PORT=8081
+    EC2HUB_HUB_PORT=8081 \
+    EC2HUB_NODE_MODULES=/opt/ec2hub/node_modules
 
 # 8000: the proxy (the load balancer's target); 8081: the hub's API (user servers call back to it).
 EXPOSE 8000 8081

@@ -34,6 +34,18 @@ def parse_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number of seconds above 0 from `name`, or `default` when it is unset."""
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SettingsError(f"{name} must be a number of seconds above 0, not {raw!r}")
+    return value
+
+
 def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
     """The port number in `env[name]` (SettingsError when it is none), or `default` when unset."""
     raw = env.get(name, "").strip()

@@ -16,9 +16,11 @@ nothing: the next round carries on the open segments, or opens them from EC2's l
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from hub.costs.prices import Prices
 from spawner.owner import TAG_PURPOSE, TAG_USER
+
+log = logging.getLogger("ec2hub.costs")
 
 COMPUTE = "compute"
 VOLUME = "volume"
@@ -70,14 +74,16 @@ class Observation:
     volume_gb: int
     state: str
     since: int  # epoch seconds: when it entered its state, as EC2 says (0: unknown)
+    launched: int = 0  # epoch seconds: its last start (EC2's LaunchTime)
 
     @classmethod
     def of(cls, instance: Mapping, volume_gb: int) -> Observation:
         """From an instance of DescribeInstances (tags, type, lifecycle, state and its times)."""
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
         state = instance["State"]["Name"]
+        launched = int(instance["LaunchTime"].timestamp()) if instance.get("LaunchTime") else 0
         if state in COMPUTE_STATES:
-            since = int(instance["LaunchTime"].timestamp())
+            since = launched
         else:
             found = TRANSITION_TIME.search(instance.get("StateTransitionReason") or "")
             since = (
@@ -94,6 +100,7 @@ class Observation:
             volume_gb=volume_gb,
             state=state,
             since=since,
+            launched=launched,
         )
 
 
@@ -158,15 +165,12 @@ class Ledger:
             found.end = max(found.start, found.seen if restarted else now)
             start = since if restarted else now
         elif rate is None:
+            if kind == COMPUTE:
+                self._ran_unseen(session, observed, now)
             return
         else:
             # Never again what is already counted (a restart that sees the same run).
-            last_end = session.scalar(
-                select(func.max(Segment.end)).where(
-                    Segment.instance_id == observed.instance_id, Segment.kind == kind
-                )
-            )
-            start = max(since, last_end or 0)
+            start = max(since, _last_end(session, observed.instance_id, kind))
         session.add(
             Segment(
                 instance_id=observed.instance_id,
@@ -180,6 +184,29 @@ class Ledger:
                 seen=now,
             )
         )
+
+    def _ran_unseen(self, session, observed: Observation, now: int) -> None:
+        """An instance first seen stopped or terminated ran from its last start to then, if no
+        segment counts that (a run shorter than a round, or one while the hub was down)."""
+        rate = self.prices.hourly(observed.instance_type, observed.spot)
+        if rate is None or not observed.launched or not observed.since:
+            return
+        start = max(observed.launched, _last_end(session, observed.instance_id, COMPUTE))
+        end = min(observed.since, now)
+        if start < end:
+            session.add(
+                Segment(
+                    instance_id=observed.instance_id,
+                    user=observed.user,
+                    purpose=observed.purpose,
+                    kind=COMPUTE,
+                    detail=observed.instance_type + (" spot" if observed.spot else ""),
+                    rate=rate,
+                    start=start,
+                    end=end,
+                    seen=now,
+                )
+            )
 
     def spend(self, since: datetime, until: datetime | None = None) -> dict[tuple[str, str, str, str], float]:
         """USD by (user, purpose, kind, UTC day) between `since` and `until` (default now); open
@@ -202,6 +229,12 @@ class Ledger:
         return totals
 
 
+def _last_end(session, instance_id: str, kind: str) -> int:
+    """Until when the instance's spend of that kind is counted already (0: not at all)."""
+    query = select(func.max(Segment.end)).where(Segment.instance_id == instance_id, Segment.kind == kind)
+    return session.scalar(query) or 0
+
+
 def _by_day(start: int, end: int) -> Iterable[tuple[str, int]]:
     """The seconds of [start, end) in each UTC day."""
     while start < end:
@@ -220,3 +253,22 @@ def total(spend: Mapping[tuple[str, str, str, str], float], **match: str) -> flo
         for key, value in spend.items()
         if all(key[fields.index(name)] == wanted for name, wanted in match.items())
     )
+
+
+async def keep_ledger(
+    ledger: Ledger,
+    list_instances: Callable[[], Awaitable[list[dict]]],
+    volume_gb: int,
+    period: float,
+) -> None:
+    """Observe every instance of the hub (terminated ones too, while EC2 lists them) every `period`
+    seconds, for as long as the service runs; the database work off the event loop."""
+    while True:
+        try:
+            observed = [Observation.of(i, volume_gb) for i in await list_instances()]
+            await asyncio.to_thread(ledger.observe, observed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Costs: a round of the ledger failed; next in %.0fs", period)
+        await asyncio.sleep(period)

@@ -11,6 +11,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # AWS bills a GB-month as 730 hours of a GB.
 HOURS_PER_MONTH = 730
+DEFAULT_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,12 @@ class Prices:
     ebs_gb_month: float
 
     @classmethod
-    def load(cls, region: str = "us-east-1", folder: Path = HERE) -> Prices:
-        table = json.loads((folder / f"prices-{region}.json").read_text())
+    def load(cls, region: str = DEFAULT_REGION, folder: Path = HERE) -> Prices:
+        """The region's table; another region's prices are near enough to show (the page says whose)."""
+        path = folder / f"prices-{region}.json"
+        if not path.exists():
+            path = folder / f"prices-{DEFAULT_REGION}.json"
+        table = json.loads(path.read_text())
         return cls(
             region=table["region"],
             as_of=table["as_of"],

@@ -22,7 +22,14 @@ from hub.gateway.limits import limits_for
 from hub.gateway.routes import KEY_VARIABLE
 from hub.instances import AWS_VARIABLES, configured_profiles
 from hub.origins import cookie_environment, service_origin
-from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, read_or_create_secret
+from hub.settings import (
+    REPO_ROOT,
+    Settings,
+    SettingsError,
+    parse_port,
+    read_or_create_secret,
+    seconds_setting,
+)
 from spawner.launcher import LaunchSettings
 
 SERVICE_NAME = "dask-gateway"
@@ -85,17 +92,6 @@ def limits_setting(env: Mapping[str, str], name: str, *, grouped: bool) -> dict:
         limits_for(per_group, {}, per_group)
     except ValueError as e:
         raise SettingsError(f"{name}: {e}") from None
-    return value
-
-
-def seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise SettingsError(f"{name} must be a number of seconds above 0, not {raw!r}")
     return value
 
 

@@ -9,15 +9,17 @@ from collections.abc import Mapping
 from traitlets.config import Config, LazyConfigValue
 
 from hub.origins import cookie_environment, service_origin
-from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
+from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, seconds_setting
+from spawner.config import EC2SpawnerConfig
 from spawner.profiles import DEFAULT_PROFILES, validate_profiles
 
 SERVICE_NAME = "instances"
 ROLE_NAME = "ec2hub-instances"
 
 # What the service itself may ask the hub: who exists and which servers they have, running or
-# not, and whether a user is an admin (the `admin` field comes with `read:users:name`).
-SERVICE_SCOPES = ["list:users", "read:users:name", "read:servers"]
+# not, whether a user is an admin (the `admin` field comes with `read:users:name`), and their
+# groups (the Costs page's spend by group).
+SERVICE_SCOPES = ["list:users", "read:users:name", "read:servers", "read:users:groups"]
 
 # The hub's AWS credential chain: the service acts on the hub's instances as the hub does.
 AWS_VARIABLES = (
@@ -75,7 +77,15 @@ def service_environment(c: Config, settings: Settings, env: Mapping[str, str]) -
         EC2HUB_ORPHAN_GRACE=str(settings.orphan_grace),
         EC2HUB_ORPHAN_ACTION=settings.orphan_action,
         EC2HUB_RECONCILE_EVERY=str(settings.reconcile_every),
+        # The cost ledger (hub/costs): its database, how often it looks, each instance's disk.
+        EC2HUB_COSTS_DB_URL=env.get("EC2HUB_COSTS_DB_URL", "").strip()
+        or f"sqlite:///{settings.state_dir / 'hub' / 'costs.sqlite'}",
+        EC2HUB_COSTS_PERIOD=str(seconds_setting(env, "EC2HUB_COSTS_PERIOD", 60.0)),
+        EC2HUB_VOLUME_SIZE=str(c.EC2Spawner.get("volume_size", EC2SpawnerConfig.volume_size.default_value)),
     )
+    node_modules = env.get("EC2HUB_NODE_MODULES")
+    if node_modules:
+        chosen["EC2HUB_NODE_MODULES"] = node_modules
     return chosen
 
 

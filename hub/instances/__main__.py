@@ -10,8 +10,12 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 
+from hub.costs.ledger import Ledger, keep_ledger
+from hub.costs.prices import Prices
 from hub.instances.app import HubInstances, HubUsers, ServiceSettings, make_app
 from hub.reconciler import OrphanReconciler
+
+EVERY_STATE = ["pending", "running", "shutting-down", "stopping", "stopped", "terminated"]
 
 
 async def serve() -> None:
@@ -23,8 +27,14 @@ async def serve() -> None:
     reconciler = OrphanReconciler(
         instances, hub_users, grace=service.orphan_grace, action=service.orphan_action
     )
+    ledger = Ledger(service.costs_db_url, Prices.load(service.region))
     app = make_app(
-        service, hub_auth=hub_auth, instances=instances, hub_users=hub_users, reconciler=reconciler
+        service,
+        hub_auth=hub_auth,
+        instances=instances,
+        hub_users=hub_users,
+        reconciler=reconciler,
+        ledger=ledger,
     )
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     app.listen(url.port or 80, address=url.hostname or "127.0.0.1")
@@ -37,8 +47,13 @@ async def serve() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reconciling = asyncio.create_task(reconciler.run_forever(service.reconcile_every))
+    # Every instance of the hub, terminated ones too while EC2 lists them: their end times.
+    costing = asyncio.create_task(
+        keep_ledger(ledger, lambda: instances.list(EVERY_STATE), service.volume_gb, service.costs_period)
+    )
     await stop.wait()
     reconciling.cancel()
+    costing.cancel()
 
 
 def main() -> None:

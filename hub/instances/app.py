@@ -81,6 +81,10 @@ class ServiceSettings:
     orphan_action: str = Settings.default("orphan_action")
     reconcile_every: float = Settings.default("reconcile_every")
     page_size: int = PAGE_SIZE
+    # The cost ledger (hub/costs): its database, seconds between its rounds, each instance's disk.
+    costs_db_url: str = "sqlite://"
+    costs_period: float = 60.0
+    volume_gb: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -98,6 +102,9 @@ class ServiceSettings:
             orphan_grace=float(env.get("EC2HUB_ORPHAN_GRACE") or Settings.default("orphan_grace")),
             orphan_action=env.get("EC2HUB_ORPHAN_ACTION") or Settings.default("orphan_action"),
             reconcile_every=float(env.get("EC2HUB_RECONCILE_EVERY") or Settings.default("reconcile_every")),
+            costs_db_url=env.get("EC2HUB_COSTS_DB_URL") or "sqlite://",
+            costs_period=float(env.get("EC2HUB_COSTS_PERIOD") or 60.0),
+            volume_gb=int(env.get("EC2HUB_VOLUME_SIZE") or 50),
         )
 
 
@@ -195,6 +202,12 @@ class HubUsers:
                     return None
                 raise
         return json.loads(response.body)
+
+    async def groups_of(self, names: Iterable[str]) -> dict[str, list[str]]:
+        """The named users' groups; a user the hub no longer has is left out."""
+        names = sorted(set(names))
+        models = await asyncio.gather(*(self._get(f"users/{quote(name, safe='')}", {}) for name in names))
+        return {m["name"]: list(m.get("groups") or []) for m in models if m is not None}
 
     async def servers_of(self, names: Iterable[str]) -> HubServers:
         """The named users' servers, stopped ones too; a user the hub does not have is left out."""
@@ -408,13 +421,23 @@ def make_app(
     hub_users: Any,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     reconciler: Any = None,
+    ledger: Any = None,
 ) -> web.Application:
+    from hub.instances.costs import CostsCsv, CostsPage, chart_script
+
     prefix = service.prefix
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return web.Application(
         [
             (prefix, InstancesPage),
             (url_path_join(prefix, "oauth_callback"), OAuthCallback),
+            (url_path_join(prefix, "costs"), CostsPage),
+            (url_path_join(prefix, "costs.csv"), CostsCsv),
+            (
+                url_path_join(prefix, "static", "(chart.umd.min.js)"),
+                web.StaticFileHandler,
+                {"path": str(chart_script().parent)},
+            ),
             (url_path_join(prefix, f"({INSTANCE_ID})"), InstanceAction),
             (url_path_join(prefix, ".*"), NotFound),
             (r".*", NotFound),
@@ -425,6 +448,7 @@ def make_app(
         hub_users=hub_users,
         clock=clock,
         reconciler=reconciler,
+        ledger=ledger,
         templates=templates,
         # Signs the OAuth state and xsrf cookies only; a restart just sends admins through OAuth again.
         cookie_secret=secrets.token_bytes(32),

@@ -28,9 +28,8 @@ from collections.abc import Mapping
 
 from traitlets.config import Config
 
-from hub.gateway import seconds_setting
 from hub.instances import AWS_VARIABLES, configured_profiles
-from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port
+from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, seconds_setting
 from spawner.launcher import LaunchSettings
 
 SERVICE_NAME = "jobs"

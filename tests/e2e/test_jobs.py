@@ -4,6 +4,8 @@ S3 folder; as users (and an attacker among them) would use them."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -152,6 +154,7 @@ class Lab:
 def stack(tmp_path_factory):
     settings = {
         "EC2HUB_JOBS_PERIOD": "1",
+        "EC2HUB_COSTS_PERIOD": "1",
         "EC2HUB_JOBS_LIMITS": json.dumps({"max_concurrent": 3, "max_timeout": 3600}),
     }
     with running_stack(tmp_path_factory, subnet_base=250, **settings) as stack:
@@ -516,3 +519,46 @@ def test_alice_creates_a_job_in_jupyterlab_watches_it_complete_and_opens_its_out
         stack.outputs["bucket"]
     )
     screenshot(page, "job-output")
+
+
+def month_spend(client) -> dict[tuple[str, str], float]:
+    """The Costs page's CSV as `client` gets it: USD by (user, purpose) this month."""
+    response = client.session.get(f"{client.base_url}/services/instances/costs.csv", timeout=30)
+    assert response.status_code == 200, response.text
+    spend: dict[tuple[str, str], float] = {}
+    for row in csv.DictReader(io.StringIO(response.text)):
+        key = (row["user"], row["purpose"])
+        spend[key] = spend.get(key, 0.0) + float(row["usd"])
+    return spend
+
+
+def test_the_costs_page_shows_alices_spend_by_purpose_to_admins_only(
+    stack,
+    alice,
+    bob,
+    new_page,  # noqa: F811 (the browser tests' fixture)
+):
+    job_id = alice.submit("jobs-demo/probe.ipynb")
+    assert alice.wait_ended(job_id)["status"] == "COMPLETED"
+    admin = admin_client(stack)
+    spend = wait_for(
+        lambda: (s := month_spend(admin)).get(("alice", "job")) and s, 60, "alice's job in the ledger"
+    )
+    # Her server and her jobs, each at its price, and no one else's under her name.
+    assert spend[("alice", "server")] > 0 and spend[("alice", "job")] > 0
+    assert ("bob", "job") not in spend
+    for path in ("costs", "costs.csv"):
+        response = bob.client.session.get(f"{stack.settings.url}/services/instances/{path}", timeout=30)
+        assert response.status_code == 403, (path, response.text[:200])
+
+    page = new_page()
+    sign_in(page, stack, stack.settings.admin_user, stack.settings.admin_password)
+    page.wait_for_url("**/hub/**")
+    page.goto(f"{stack.settings.url}/services/instances/costs")
+    row = page.locator('#costs-users tr[data-user="alice"]')
+    expect(row.locator(".job")).to_have_text(re.compile(r"^\$0\.\d{4}$"))
+    assert float(row.locator(".server").inner_text().lstrip("$")) > 0
+    expect(page.locator('#costs-purposes tr[data-purpose="job"]')).to_be_visible()
+    # Chart.js drew the month's days on the canvas.
+    page.wait_for_function("() => Chart.getChart('costs-chart')?.data.labels.length > 0")
+    screenshot(page, "costs")

@@ -165,3 +165,39 @@ def test_observations_read_ec2s_own_times():
     }
     assert Observation.of(stopped, 50).since == int(launched.timestamp()) + 5415
     assert Observation.of({**stopped, "StateTransitionReason": ""}, 50).since == 0
+
+
+def test_the_costs_page_report_splits_the_month_by_user_group_purpose_and_day():
+    from hub.instances.costs import NO_USER, CostReport
+
+    spend = {
+        ("alice", "server", COMPUTE, "2026-12-01"): 1.0,
+        ("alice", "job", COMPUTE, "2026-12-02"): 0.5,
+        ("alice", "server", VOLUME, "2026-12-02"): 0.25,
+        ("bob", "dask-worker", COMPUTE, "2026-12-01"): 3.0,
+        ("", "pool", COMPUTE, "2026-12-01"): 0.1,
+    }
+    report = CostReport.of(spend, {"alice": ["ml-team", "analysts"], "bob": ["ml-team"]})
+    assert [(s.name, round(s.total, 2)) for s in report.users] == [
+        ("bob", 3.0),
+        ("alice", 1.75),
+        (NO_USER, 0.1),
+    ]
+    assert report.users[1].by_purpose == {"server": 1.25, "job": 0.5}
+    assert report.groups == {"ml-team": 4.75, "analysts": 1.75}
+    assert list(report.purposes) == ["server", "pool", "dask-worker", "job"]
+    assert report.total == pytest.approx(4.85)
+    chart = report.chart()
+    assert chart["labels"] == ["2026-12-01", "2026-12-02"]
+    assert {d["label"]: d["data"] for d in chart["datasets"]}["job"] == [0.0, 0.5]
+
+
+def test_a_run_no_round_saw_running_counts_from_its_launch_to_its_end_once(tmp_path):
+    clock = Clock().at(1.0)
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock)
+    job = seen("i-job", "terminated", 0.5, purpose="job", instance_type="t3.medium", volume_gb=0)
+    job = Observation(**{**job.__dict__, "launched": int(T0.timestamp() + 0.25 * HOUR)})
+    ledger.observe([job])
+    ledger.clock = clock.at(1.1)
+    ledger.observe([job])  # listed terminated for a while: counted once
+    assert total(ledger.spend(T0), purpose="job") == pytest.approx(0.25 * 0.0416)

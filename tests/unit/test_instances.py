@@ -237,7 +237,9 @@ def test_the_service_holds_only_the_scopes_it_reads_with(tmp_path):
     [role] = c.JupyterHub.load_roles.get_value([])
     assert role["services"] == ["instances"]
     assert (
-        sorted(role["scopes"]) == sorted(SERVICE_SCOPES) == ["list:users", "read:servers", "read:users:name"]
+        sorted(role["scopes"])
+        == sorted(SERVICE_SCOPES)
+        == ["list:users", "read:servers", "read:users:groups", "read:users:name"]
     )
     assert "admin" not in the_service(c)
 
