@@ -113,12 +113,15 @@ class Ledger:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.prices = prices
         self.clock = clock
+        # What the last round saw (the metrics' instances by purpose, state and size).
+        self.last_observed: list[Observation] = []
 
     def observe(self, observations: Iterable[Observation], *, complete: bool = True) -> None:
         """Bring the segments up to what the listing showed. With `complete` (the listing holds every
         instance of the hub), an instance no longer in it has gone: its segments end when last seen."""
         now = int(self.clock())
         seen_ids = set()
+        observations = list(observations)
         with self._sessions.begin() as session:
             for observed in observations:
                 seen_ids.add(observed.instance_id)
@@ -129,6 +132,7 @@ class Ledger:
                 for segment in open_segments:
                     if segment.instance_id not in seen_ids:
                         segment.end = segment.seen
+        self.last_observed = observations
 
     def _compute(self, observed: Observation) -> tuple[float | None, str]:
         if observed.state not in COMPUTE_STATES:

@@ -423,7 +423,7 @@ def make_app(
     reconciler: Any = None,
     ledger: Any = None,
 ) -> web.Application:
-    from hub.instances.costs import CostsCsv, CostsPage, chart_script
+    from hub.instances.costs import CostsCsv, CostsMetrics, CostsPage, chart_script
 
     prefix = service.prefix
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
@@ -433,6 +433,7 @@ def make_app(
             (url_path_join(prefix, "oauth_callback"), OAuthCallback),
             (url_path_join(prefix, "costs"), CostsPage),
             (url_path_join(prefix, "costs.csv"), CostsCsv),
+            (url_path_join(prefix, "metrics"), CostsMetrics),
             (
                 url_path_join(prefix, "static", "(chart.umd.min.js)"),
                 web.StaticFileHandler,

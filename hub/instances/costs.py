@@ -8,11 +8,14 @@ import asyncio
 import csv
 import io
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
@@ -138,3 +141,55 @@ class CostsCsv(CostsHandler):
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="ec2hub-costs-{since:%Y-%m}.csv"')
         self.finish(out.getvalue())
+
+
+class CostsCollector:
+    """Prometheus families: instances by purpose, state and size (from the ledger's last look), and
+    this month's spend by purpose and by group."""
+
+    def __init__(self, report: CostReport, observed: list, profiles) -> None:
+        self.report = report
+        self.observed = observed
+        self.sizes = {p.instance_type: p.slug for p in reversed(profiles)}
+
+    def collect(self):
+        instances = GaugeMetricFamily(
+            "ec2hub_instances",
+            "The hub's instances at the ledger's last look, by purpose, state and size.",
+            labels=["purpose", "state", "size"],
+        )
+        counted = Counter(
+            (o.purpose, o.state, self.sizes.get(o.instance_type, o.instance_type))
+            for o in self.observed
+            if o.state != "terminated"
+        )
+        for labels, count in sorted(counted.items()):
+            instances.add_metric(list(labels), count)
+        yield instances
+        by_purpose = GaugeMetricFamily(
+            "ec2hub_spend_month_usd", "USD spent this month (UTC), by purpose.", labels=["purpose"]
+        )
+        for purpose, dollars in self.report.purposes.items():
+            by_purpose.add_metric([purpose], round(dollars, 6))
+        yield by_purpose
+        by_group = GaugeMetricFamily(
+            "ec2hub_spend_month_usd_by_group",
+            "USD spent this month (UTC) by the members of each group.",
+            labels=["group"],
+        )
+        for group, dollars in self.report.groups.items():
+            by_group.add_metric([group], round(dollars, 6))
+        yield by_group
+
+
+class CostsMetrics(CostsHandler):
+    """Prometheus metrics, for hub admins (a scraper uses an admin's token)."""
+
+    async def get(self) -> None:
+        _since, spend = await self.month_spend()
+        report = CostReport.of(spend, await self.groups_of(spend))
+        registry = CollectorRegistry()
+        ledger: Ledger = self.settings["ledger"]
+        registry.register(CostsCollector(report, ledger.last_observed, self.service.profiles))
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(registry))

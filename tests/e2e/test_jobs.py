@@ -541,15 +541,31 @@ def test_the_costs_page_shows_alices_spend_by_purpose_to_admins_only(
     job_id = alice.submit("jobs-demo/probe.ipynb")
     assert alice.wait_ended(job_id)["status"] == "COMPLETED"
     admin = admin_client(stack)
+    token = admin.token(stack.settings.admin_user)  # before the service sets a cookie of its own
     spend = wait_for(
         lambda: (s := month_spend(admin)).get(("alice", "job")) and s, 60, "alice's job in the ledger"
     )
     # Her server and her jobs, each at its price, and no one else's under her name.
     assert spend[("alice", "server")] > 0 and spend[("alice", "job")] > 0
     assert ("bob", "job") not in spend
-    for path in ("costs", "costs.csv"):
+    for path in ("costs", "costs.csv", "metrics"):
         response = bob.client.session.get(f"{stack.settings.url}/services/instances/{path}", timeout=30)
         assert response.status_code == 403, (path, response.text[:200])
+
+    # Prometheus, with an admin's token: instances by purpose, state and size; spend by purpose.
+    response = requests.get(
+        f"{stack.settings.url}/services/instances/metrics",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in response.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert metrics['ec2hub_instances{purpose="server",size="medium",state="running"}'] >= 2  # alice's, bob's
+    assert metrics['ec2hub_spend_month_usd{purpose="job"}'] > 0
 
     page = new_page()
     sign_in(page, stack, stack.settings.admin_user, stack.settings.admin_password)
