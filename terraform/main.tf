@@ -126,3 +126,15 @@ module "monitoring" {
   alarm_emails            = var.alarm_emails
   tags                    = local.tags
 }
+
+module "costs" {
+  source = "./modules/costs"
+
+  name                 = var.name
+  hub_id               = local.hub_id
+  account_id           = data.aws_caller_identity.current.account_id
+  cost_allocation_tags = var.cost_allocation_tags
+  monthly_budget_usd   = var.monthly_budget_usd
+  alarm_emails         = var.alarm_emails
+  tags                 = local.tags
+}

@@ -72,3 +72,8 @@ output "hub_instance_id" {
   description = "ID of the hub instance (Session Manager target: `aws ssm start-session --target <id>`); null without create_hub_instance."
   value       = module.hub.hub_instance_id
 }
+
+output "budget_name" {
+  description = "Name of the monthly AWS Budgets budget on the hub's spend (monthly_budget_usd); null without it."
+  value       = module.costs.budget_name
+}

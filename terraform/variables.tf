@@ -335,6 +335,23 @@ variable "alarm_emails" {
   }
 }
 
+variable "cost_allocation_tags" {
+  description = "Whether to activate the tags `ec2hub:hub`, `ec2hub:user`, `ec2hub:purpose` (on every instance the hub launches) and `ec2hub:deployment` (on Terraform's resources) as AWS cost allocation tags, for Cost Explorer, the Cost and Usage Report and the budget. AWS activates a key only after it has appeared in billing data once (up to a day after a resource first carried it), so the default is false: switch it on a day after users have started servers (an apply before that fails on these resources alone). Activation is account-wide (the management account's, in an organization) and shared by every hub in the account; destroying deactivates the keys for all of them."
+  type        = bool
+  default     = false
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly AWS Budgets limit, in USD, on the hub's spend: the cost of what carries `ec2hub:hub = <hub_id>` (user, job and cluster instances and their volumes). It mails alarm_emails at 80 % of the limit spent and at 100 % forecast. Null (default): no budget. The budget counts only once `ec2hub:hub` is an active cost allocation tag (cost_allocation_tags)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.monthly_budget_usd == null || coalesce(var.monthly_budget_usd, 1) > 0
+    error_message = "monthly_budget_usd must be greater than 0, or null for no budget."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource (the module adds `ec2hub:deployment = <name>`)."
   type        = map(string)

@@ -9,11 +9,13 @@ the ECR managed policy, instance profile, the user boundary), the hub module's s
 balancer, hub, users, Dask clusters) and rules, and the secrets' SSM parameters, monitoring (log
 group, alarm topic, spawn-failure metric filter and alarm, running-vCPU alarm).
 
-Not applied: the hub instance, whose user-data the local runtime would run as a process on this
-machine (it installs Docker); with it its database volume, the DLM snapshot policy (moto 5.2.5 has
-no DLM), the load balancer, target group and HTTPS listener with an ACM certificate, and the
-hub-down alarm that watches them. The hub of this test runs as a process instead, with Terraform's
-outputs as its settings and Terraform's role as its identity.
+Not applied: the cost allocation tags and the budget (the costs module: moto 5.2.5 has no Cost
+Explorer cost allocation tag calls, and answers 500 to two Budgets calls the provider makes reading
+a budget; test_costs_plan.py checks both by plan); the hub instance, whose user-data the local
+runtime would run as a process on this machine (it installs Docker); with it its database volume,
+the DLM snapshot policy (moto 5.2.5 has no DLM), the load balancer, target group and HTTPS listener
+with an ACM certificate, and the hub-down alarm that watches them. The hub of this test runs as a
+process instead, with Terraform's outputs as its settings and Terraform's role as its identity.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ SPARE_BASE = 246  # nothing binds an address here
 # ports of its own.
 STACK_PORTS = ("EC2HUB_GATEWAY_PORT", "EC2HUB_GATEWAY_TCP_PORT", "EC2HUB_JOBS_PORT")
 ENDPOINT_SERVICES = (
-    "acm cloudwatch dlm ec2 elbv2 iam kms logs s3 sns ssm sts"  # every service the modules call
+    "acm budgets ce cloudwatch dlm ec2 elbv2 iam kms logs s3 sns ssm sts"  # every service the modules call
 ).split()
 
 
@@ -77,6 +79,9 @@ def test_root_module(outputs, stack):
     assert env["EC2HUB_SUBNET_IDS"].split(",") == outputs["subnet_ids"]
     assert env["EC2HUB_SECURITY_GROUP_IDS"].split(",") == outputs["security_group_ids"]
     assert env["EC2HUB_CLUSTER_SECURITY_GROUP_IDS"] == outputs["cluster_security_group_id"]
+    assert outputs["budget_name"] is None, "no budget without monthly_budget_usd"
+    budgets = aws_client(stack, "budgets").describe_budgets(AccountId=stack.outputs["account_id"])
+    assert budgets["Budgets"] == []
     assert (env["EC2HUB_GATEWAY_PORT"], env["EC2HUB_GATEWAY_TCP_PORT"]) == ("8183", "8184")
     assert env["EC2HUB_JOBS_PORT"] == "8187"
     # Sign-in throttling believes the client address only the load balancer's subnets forward.
@@ -319,6 +324,11 @@ def outputs(stack, tmp_path_factory):
               user_ami_id            = "{ami}"
               create_hub_instance    = false
               trusted_principal_arns = ["{admin_arn}"]
+              # Neither applies to moto 5.2.5 (test_costs_plan.py checks both by plan): it has no Cost
+              # Explorer cost allocation tag calls (UpdateCostAllocationTagsStatus), and its Budgets
+              # answers 500 to DescribeSubscribersForNotification and ListTagsForResource, which the
+              # provider calls reading every budget, retrying for minutes. monthly_budget_usd stays null.
+              cost_allocation_tags   = false
               hub_oauth_client_secret  = var.hub_oauth_client_secret
               hub_ldap_search_password = var.hub_ldap_search_password
               hub_proxy_auth_token     = var.hub_proxy_auth_token
