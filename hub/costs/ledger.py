@@ -116,6 +116,10 @@ class Ledger:
         # What the last round saw (the metrics' instances by purpose, state and size).
         self.last_observed: list[Observation] = []
 
+    def session(self):
+        """One transaction on the ledger's database (its budgets' lifts live there too)."""
+        return self._sessions.begin()
+
     def observe(self, observations: Iterable[Observation], *, complete: bool = True) -> None:
         """Bring the segments up to what the listing showed. With `complete` (the listing holds every
         instance of the hub), an instance no longer in it has gone: its segments end when last seen."""
@@ -161,11 +165,18 @@ class Ledger:
                 found.end = max(found.start, since if observed.since else found.seen)
                 return
             restarted = kind == COMPUTE and since > found.start
-            if found.rate == rate and found.detail == detail and not restarted:
+            same = (found.rate, found.detail, found.user, found.purpose) == (
+                rate,
+                detail,
+                observed.user,
+                observed.purpose,
+            )
+            if same and not restarted:
                 found.seen = now
                 return
-            # A new rate while it runs (a spot price) from now; a start no round saw from its launch,
-            # the time it was stopped unknown: running until the last round that saw it.
+            # A new rate (a spot price) or owner (a hot-pool instance claimed) from now; a start no
+            # round saw from its launch, the time it was stopped unknown: running until the last round
+            # that saw it.
             found.end = max(found.start, found.seen if restarted else now)
             start = since if restarted else now
         elif rate is None:

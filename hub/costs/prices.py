@@ -5,8 +5,11 @@ in the repository for the platform's region (`prices-<region>.json`, its date sh
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from spawner.profiles import Profile
 
 HERE = Path(__file__).resolve().parent
 # AWS bills a GB-month as 730 hours of a GB.
@@ -36,6 +39,13 @@ class Prices:
             spot=dict(table.get("spot", {})),
             ebs_gb_month=float(table["ebs_gp3_gb_month"]),
         )
+
+    def with_sizes(self, sizes: Iterable[Profile]) -> Prices:
+        """The table, and for an instance type it does not know, the price of the size that has it
+        (c.EC2Spawner.profiles): a size the operator added is priced as the spawn form shows it."""
+        on_demand = {s.instance_type: s.price_per_hour for s in sizes} | self.on_demand
+        spot = {s.instance_type: s.spot_price_per_hour for s in sizes if s.spot} | self.spot
+        return replace(self, on_demand=on_demand, spot=spot)
 
     def hourly(self, instance_type: str, spot: bool = False) -> float | None:
         """$/hour while the instance runs; None for a type the table does not know."""

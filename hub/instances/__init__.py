@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 from traitlets.config import Config, LazyConfigValue
 
+from hub.costs import costs_db_url
+from hub.costs.budgets import BudgetSettings
 from hub.origins import cookie_environment, service_origin
 from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, seconds_setting
 from spawner.config import EC2SpawnerConfig
@@ -78,9 +80,9 @@ def service_environment(c: Config, settings: Settings, env: Mapping[str, str]) -
         EC2HUB_ORPHAN_ACTION=settings.orphan_action,
         EC2HUB_RECONCILE_EVERY=str(settings.reconcile_every),
         # The cost ledger (hub/costs): its database, how often it looks, each instance's disk.
-        EC2HUB_COSTS_DB_URL=env.get("EC2HUB_COSTS_DB_URL", "").strip()
-        or f"sqlite:///{settings.state_dir / 'hub' / 'costs.sqlite'}",
+        EC2HUB_COSTS_DB_URL=costs_db_url(settings, env),
         EC2HUB_COSTS_PERIOD=str(seconds_setting(env, "EC2HUB_COSTS_PERIOD", 60.0)),
+        EC2HUB_BUDGETS=env.get("EC2HUB_BUDGETS", "") if BudgetSettings.from_env(env) else "",
         EC2HUB_VOLUME_SIZE=str(c.EC2Spawner.get("volume_size", EC2SpawnerConfig.volume_size.default_value)),
     )
     node_modules = env.get("EC2HUB_NODE_MODULES")

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 
+from hub.costs.budgets import Budgets, BudgetSettings
 from hub.costs.ledger import Ledger, keep_ledger
 from hub.costs.prices import Prices
 from hub.instances.app import HubInstances, HubUsers, ServiceSettings, make_app
@@ -27,7 +28,9 @@ async def serve() -> None:
     reconciler = OrphanReconciler(
         instances, hub_users, grace=service.orphan_grace, action=service.orphan_action
     )
-    ledger = Ledger(service.costs_db_url, Prices.load(service.region))
+    ledger = Ledger(service.costs_db_url, Prices.load(service.region).with_sizes(service.profiles))
+    budget_settings = BudgetSettings.from_env(os.environ)
+    budgets = Budgets(budget_settings, ledger) if budget_settings else None
     app = make_app(
         service,
         hub_auth=hub_auth,
@@ -35,6 +38,7 @@ async def serve() -> None:
         hub_users=hub_users,
         reconciler=reconciler,
         ledger=ledger,
+        budgets=budgets,
     )
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     app.listen(url.port or 80, address=url.hostname or "127.0.0.1")

@@ -422,8 +422,9 @@ def make_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     reconciler: Any = None,
     ledger: Any = None,
+    budgets: Any = None,
 ) -> web.Application:
-    from hub.instances.costs import CostsCsv, CostsMetrics, CostsPage, chart_script
+    from hub.instances.costs import CostsCsv, CostsMetrics, CostsPage, LiftBudget, chart_script
 
     prefix = service.prefix
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
@@ -433,6 +434,7 @@ def make_app(
             (url_path_join(prefix, "oauth_callback"), OAuthCallback),
             (url_path_join(prefix, "costs"), CostsPage),
             (url_path_join(prefix, "costs.csv"), CostsCsv),
+            (url_path_join(prefix, "costs", "lift"), LiftBudget),
             (url_path_join(prefix, "metrics"), CostsMetrics),
             (
                 url_path_join(prefix, "static", "(chart.umd.min.js)"),
@@ -450,6 +452,7 @@ def make_app(
         clock=clock,
         reconciler=reconciler,
         ledger=ledger,
+        budgets=budgets,
         templates=templates,
         # Signs the OAuth state and xsrf cookies only; a restart just sends admins through OAuth again.
         cookie_secret=secrets.token_bytes(32),

@@ -7,24 +7,31 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
+from hub.costs.budgets import Budgets
 from hub.costs.ledger import Ledger
 from hub.instances.app import AdminOnlyHandler
 from hub.settings import REPO_ROOT
 
+log = logging.getLogger("ec2hub.costs")
+
 PURPOSES = ("server", "pool", "dask-scheduler", "dask-worker", "job")
 TOP = 10
+USER_MAX = 255
+MAX_LIFT_DAYS = 31
 NO_USER = "(hot pool, unclaimed)"
 
 
@@ -114,17 +121,66 @@ class CostsHandler(AdminOnlyHandler):
 class CostsPage(CostsHandler):
     async def get(self) -> None:
         since, spend = await self.month_spend()
-        report = CostReport.of(spend, await self.groups_of(spend))
+        groups = await self.groups_of(spend)
+        report = CostReport.of(spend, groups)
         ledger: Ledger = self.settings["ledger"]
+        top = report.users[:TOP]
         self.render_page(
             "costs.html",
             page="costs",
             report=report,
-            top=report.users[:TOP],
+            top=top,
+            budgets=await self.budget_status(top, groups),
+            xsrf=self.xsrf_token.decode("ascii"),
+            notice=self.get_query_argument("lifted", "")[:USER_MAX],
             month=since.strftime("%B %Y"),
             prices=ledger.prices,
             chart=report.chart(),
         )
+
+    async def budget_status(
+        self, spenders: list[Spender], groups: Mapping[str, list[str]]
+    ) -> dict[str, str] | None:
+        """Each spender's standing against the budgets ("over", "near", "lifted"); None: no budgets."""
+        budgets: Budgets | None = self.settings.get("budgets")
+        if budgets is None:
+            return None
+        members: dict[str, list[str]] = {}
+        for user, theirs in groups.items():
+            for group in theirs:
+                members.setdefault(group, []).append(user)
+        status = {}
+        for spender in spenders:
+            standing = await budgets.standing(spender.name, spender.groups, members)
+            if standing.refusal("work"):
+                status[spender.name] = "over"
+            elif standing.lifted:
+                status[spender.name] = "lifted"
+            elif standing.warning():
+                status[spender.name] = "near"
+        return status
+
+
+class LiftBudget(CostsHandler):
+    """An admin lifts one user's budget limits for some days (new work starts again)."""
+
+    async def post(self) -> None:
+        budgets: Budgets | None = self.settings.get("budgets")
+        if budgets is None:
+            raise web.HTTPError(404, "No budgets are set on this hub.")
+        user = self.get_body_argument("user", "").strip()
+        days = self.get_body_argument("days", "")
+        if not user or len(user) > USER_MAX or not days.isdigit() or not 1 <= int(days) <= MAX_LIFT_DAYS:
+            raise web.HTTPError(400, f"Name a user and a number of days from 1 to {MAX_LIFT_DAYS}.")
+        until = self.settings["clock"]() + timedelta(days=int(days))
+        await asyncio.to_thread(budgets.lift, user, until, self.admin["name"])
+        log.info("%s lifted the budget limits of %s until %s", self.admin["name"], user, until)
+        self.redirect(f"{self.service.prefix}costs?{urlencode({'lifted': user})}", status=303)
+
+
+def as_text(cell: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (a group named "=HYPERLINK(...)")."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 class CostsCsv(CostsHandler):
@@ -137,7 +193,8 @@ class CostsCsv(CostsHandler):
         writer = csv.writer(out)
         writer.writerow(["user", "groups", "purpose", "kind", "day", "usd"])
         for (user, purpose, kind, day), dollars in sorted(spend.items()):
-            writer.writerow([user, " ".join(groups.get(user, [])), purpose, kind, day, f"{dollars:.6f}"])
+            cells = [user, " ".join(groups.get(user, [])), purpose, kind, day]
+            writer.writerow([*map(as_text, cells), f"{dollars:.6f}"])
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="ec2hub-costs-{since:%Y-%m}.csv"')
         self.finish(out.getvalue())

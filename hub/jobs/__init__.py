@@ -28,6 +28,8 @@ from collections.abc import Mapping
 
 from traitlets.config import Config
 
+from hub.costs import costs_db_url
+from hub.costs.budgets import BudgetSettings
 from hub.instances import AWS_VARIABLES, configured_profiles
 from hub.settings import REPO_ROOT, Settings, SettingsError, parse_port, seconds_setting
 from spawner.launcher import LaunchSettings
@@ -35,8 +37,9 @@ from spawner.launcher import LaunchSettings
 SERVICE_NAME = "jobs"
 ROLE_NAME = "ec2hub-jobs"
 PREFIX = f"/services/{SERVICE_NAME}/"
-# What the service asks the hub: a user's groups (their sizes and quotas, for scheduled runs too).
-SERVICE_SCOPES = ["read:users:name", "read:users:groups"]
+# What the service asks the hub: a user's groups (their sizes and quotas, for scheduled runs too),
+# and the members of a group with a budget (what the group spent).
+SERVICE_SCOPES = ["read:users:name", "read:users:groups", "read:groups"]
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 PORT_OFFSET = 106
 LIMIT_NAMES = ("max_concurrent", "max_timeout")
@@ -89,6 +92,10 @@ def configure_jobs_service(c: Config, settings: Settings, env: Mapping[str, str]
         "group_limits": jobs_limits(env, "EC2HUB_JOBS_GROUP_LIMITS", grouped=True),
         "period": seconds_setting(env, "EC2HUB_JOBS_PERIOD", 10.0),
         "report_url": f"{url}{PREFIX}api/runs",
+        # Budgets (hub/costs/budgets.py), checked at the hub's start, against the Instances
+        # service's ledger.
+        "budgets": env.get("EC2HUB_BUDGETS", "") if BudgetSettings.from_env(env) else "",
+        "costs_db_url": costs_db_url(settings, env),
     }
     environment = {name: env[name] for name in AWS_VARIABLES if env.get(name)}
     environment["EC2HUB_JOBS_SPEC"] = json.dumps(spec, default=sorted)

@@ -11,7 +11,10 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
 
-from hub.jobs.app import hub_groups, make_app
+from hub.costs.budgets import Budgets, BudgetSettings
+from hub.costs.ledger import Ledger
+from hub.costs.prices import Prices
+from hub.jobs.app import hub_groups, hub_members, make_app
 from hub.jobs.runner import Jobs
 from hub.jobs.store import Store
 from spawner import aws
@@ -50,6 +53,11 @@ async def serve() -> None:
     # Demoting an admin or leaving a group counts within a minute.
     hub_auth = HubAuth(cache_max_age=60)
     groups_of = hub_groups(hub_auth.api_url, hub_auth.api_token)
+    budgets = None
+    if spec.get("budgets"):
+        sizes = validate_profiles(spec["profiles"])
+        ledger = Ledger(spec["costs_db_url"], Prices.load(launcher.settings.region).with_sizes(sizes))
+        budgets = Budgets(BudgetSettings.from_env({"EC2HUB_BUDGETS": spec["budgets"]}), ledger)
     jobs = Jobs(
         Store(spec["db_url"]),
         launcher,
@@ -59,6 +67,8 @@ async def serve() -> None:
         limits=spec["limits"],
         group_limits=spec["group_limits"],
         on_failure=failure_metric(launcher),
+        budgets=budgets,
+        members_of=hub_members(hub_auth.api_url, hub_auth.api_token),
     )
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
     app = make_app(prefix, jobs, hub_auth=hub_auth, groups_of=groups_of)

@@ -82,6 +82,9 @@ class PersonHandler(JsonHandler):
             )
         if model.get("kind", "user") != "user":
             raise web.HTTPError(403, "Only users have jobs.")
+        # A token of the user's that is not for this service (one made for something else) is refused.
+        if not hub_auth.check_scopes(hub_auth.access_scopes, model):
+            raise web.HTTPError(403, "This token does not give access to the jobs service.")
         self.model = model
         self.user: str = model["name"]
         groups = await self.settings["groups_of"](self.user)
@@ -307,32 +310,50 @@ class NotFound(JsonHandler):
         raise web.HTTPError(404, "Not found.")
 
 
-def hub_groups(
-    api_url: str, token: str, max_age: float = 30.0
+def hub_lookup(
+    api_url: str, token: str, collection: str, field: str, max_age: float
 ) -> Callable[[str], Awaitable[list[str] | None]]:
-    """A user's groups from the hub (None: no such user), cached for `max_age` seconds."""
+    """A list field of a hub user or group (`collection` "users" or "groups") by name, None when the
+    hub has no such one, each answer kept for `max_age` seconds."""
     cache: dict[str, tuple[float, list[str] | None]] = {}
 
-    async def groups_of(name: str) -> list[str] | None:
+    async def lookup(name: str) -> list[str] | None:
         found = cache.get(name)
         if found and time.monotonic() - found[0] < max_age:
             return found[1]
         request = HTTPRequest(
-            url_path_join(api_url, "users", web.escape.url_escape(name, plus=False)),
+            url_path_join(api_url, collection, web.escape.url_escape(name, plus=False)),
             headers={"Authorization": f"token {token}"},
             request_timeout=10,
         )
         try:
             response = await AsyncHTTPClient().fetch(request)
-            groups: list[str] | None = list(json.loads(response.body).get("groups") or [])
+            value: list[str] | None = list(json.loads(response.body).get(field) or [])
         except HTTPClientError as e:
             if e.code != 404:
                 raise
-            groups = None
-        cache[name] = (time.monotonic(), groups)
-        return groups
+            value = None
+        cache[name] = (time.monotonic(), value)
+        return value
 
-    return groups_of
+    return lookup
+
+
+def hub_groups(
+    api_url: str, token: str, max_age: float = 30.0
+) -> Callable[[str], Awaitable[list[str] | None]]:
+    """A user's groups (None: no such user)."""
+    return hub_lookup(api_url, token, "users", "groups", max_age)
+
+
+def hub_members(api_url: str, token: str, max_age: float = 60.0) -> Callable[[str], Awaitable[list[str]]]:
+    """A group's members ([] for no such group)."""
+    lookup = hub_lookup(api_url, token, "groups", "users", max_age)
+
+    async def members_of(group: str) -> list[str]:
+        return await lookup(group) or []
+
+    return members_of
 
 
 def make_app(
@@ -367,4 +388,4 @@ def make_app(
     )
 
 
-__all__ = ["SORTABLE", "make_app", "hub_groups"]
+__all__ = ["SORTABLE", "make_app", "hub_groups", "hub_members"]

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from botocore.exceptions import BotoCoreError, ClientError
 from croniter import croniter
 
+from hub.costs.budgets import Budgets
 from hub.jobs.store import (
     COMPLETED,
     CREATED,
@@ -257,6 +258,8 @@ class Jobs:
         group_limits: Mapping[str, Mapping[str, float]] | None = None,
         clock: Callable[[], int] = now_ms,
         on_failure: Callable[[Job], Awaitable[None]] | None = None,
+        budgets: Budgets | None = None,
+        members_of: Callable[[str], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -267,6 +270,8 @@ class Jobs:
         self.group_limits = dict(group_limits or {})
         self.clock = clock
         self.on_failure = on_failure
+        self.budgets = budgets
+        self.members_of = members_of
         self._tick_lock = asyncio.Lock()
 
     # -- what a person may use ----------------------------------------------------------------------
@@ -299,6 +304,17 @@ class Jobs:
             "limits": self.quotas(groups),
         }
 
+    async def check_budget(self, user: str, groups: list[str]) -> None:
+        """JobError when the user or one of their groups is over its hard budget this month."""
+        if self.budgets is None:
+            return
+        budgeted = [g for g in groups if g in self.budgets.settings.groups]
+        members = {g: await self.members_of(g) for g in budgeted} if self.members_of else {}
+        standing = await self.budgets.standing(user, groups, members)
+        refusal = standing.refusal("a new job")
+        if refusal:
+            raise JobError(refusal, 403)
+
     async def account_of(self, user: str) -> str:
         owner_id = await self.launcher.owner_id(user)
         if owner_id is None:
@@ -315,6 +331,7 @@ class Jobs:
             token = str(token)[:255]
             if self.store.jobs(owner=user, idempotency_token=token):
                 raise JobError(f"A job with the idempotency token {token!r} exists already.", 409)
+        await self.check_budget(user, groups)
         job_id = str(uuid.uuid4())
         job = self.new_job(
             job_id,
@@ -418,8 +435,10 @@ class Jobs:
             k: body.get(k) if isinstance(body.get(k), int) else None
             for k in ("first_cell_start", "last_cell_end")
         }
+        attempt = job.attempt
         self.store.update(
             job,
+            expect_attempt=attempt,
             outputs=outputs,
             log_tail=str(body.get("log_tail") or "")[-4000:],
             **times,
@@ -428,13 +447,14 @@ class Jobs:
         message = str(body.get("status_message") or "")[:2000] or None
         if (
             status == FAILED
-            and job.attempt <= job.max_retries
-            and self.requeue(job, f"attempt {job.attempt} failed")
+            and attempt <= job.max_retries
+            and self.requeue(job, f"attempt {attempt} failed", attempt=attempt)
         ):
             return
-        if self.finish(job, status, message if status == FAILED else None, expect=(IN_PROGRESS,)) and (
-            status == FAILED
-        ):
+        ended = self.finish(
+            job, status, message if status == FAILED else None, expect=(IN_PROGRESS,), attempt=attempt
+        )
+        if ended and status == FAILED:
             await self.notify_failure(job)
 
     # -- instances ------------------------------------------------------------------------------------
@@ -446,7 +466,8 @@ class Jobs:
         return {**self.owner(job).tags(), TAG_JOB: job.job_id}
 
     def parameter(self, job: Job) -> str:
-        return f"{UserNames.of(job.owner).parameter_path}jobs/{job.job_id}/settings"
+        # One per attempt: a late report of an attempt withdraws its own settings, not the next one's.
+        return f"{UserNames.of(job.owner).parameter_path}jobs/{job.job_id}/{job.attempt}/settings"
 
     async def launch(self, job: Job) -> None:
         """Launch the job's instance; the job fails with AWS's word if it cannot."""
@@ -473,7 +494,12 @@ class Jobs:
         }
         attempt = job.attempt + 1
         if not self.store.update(
-            job, expect=(QUEUED,), status=IN_PROGRESS, attempt=attempt, report_digest=report_digest(secret)
+            job,
+            expect=(QUEUED,),
+            status=IN_PROGRESS,
+            attempt=attempt,
+            report_digest=report_digest(secret),
+            update_time=self.clock(),
         ):
             return  # stopped or deleted since this round read it
         try:
@@ -500,10 +526,14 @@ class Jobs:
                     spot=job.spot,
                 )
             )
-        except (ClientError, BotoCoreError) as e:
-            log.warning("Job %s of %s: launch refused: %s", job.job_id, job.owner, e)
+        except Exception as e:
+            if isinstance(e, ClientError | BotoCoreError):
+                log.warning("Job %s of %s: launch refused: %s", job.job_id, job.owner, e)
+                reason = aws.error_code(e) or "AWS could not be reached"
+            else:
+                log.exception("Job %s of %s: launch failed", job.job_id, job.owner)
+                reason = type(e).__name__
             await self.withdraw_settings(job)
-            reason = aws.error_code(e) or "AWS could not be reached"
             message = f"Its instance could not be launched ({reason}); see the hub's log."
             if self.finish(job, FAILED, message, expect=(IN_PROGRESS,)):
                 await self.notify_failure(job)
@@ -552,12 +582,16 @@ class Jobs:
             if aws.error_code(e) != "ParameterNotFound":
                 log.warning("Job %s: its settings parameter stays: %s", job.job_id, e)
 
-    def finish(self, job: Job, status: str, message: str | None, *, expect: Iterable[str]) -> bool:
-        """End the job, if its status is still one of `expect`; returns whether this ended it."""
+    def finish(
+        self, job: Job, status: str, message: str | None, *, expect: Iterable[str], attempt: int | None = None
+    ) -> bool:
+        """End the job, if its status is still one of `expect` (and it is at `attempt`, when given);
+        returns whether this ended it."""
         now = self.clock()
         ended = self.store.update(
             job,
             expect=expect,
+            expect_attempt=attempt,
             status=status,
             status_message=message,
             end_time=now,
@@ -568,12 +602,13 @@ class Jobs:
             log.info("Job %s of %s: %s%s", job.job_id, job.owner, status, f" ({message})" if message else "")
         return ended
 
-    def requeue(self, job: Job, message: str) -> bool:
-        """Queue the job's next attempt, if it is still in progress."""
+    def requeue(self, job: Job, message: str, attempt: int | None = None) -> bool:
+        """Queue the job's next attempt, if it is still in progress (at `attempt`, when given)."""
         log.info("Job %s of %s: %s; retrying", job.job_id, job.owner, message)
         return self.store.update(
             job,
             expect=(IN_PROGRESS,),
+            expect_attempt=attempt,
             status=QUEUED,
             status_message=None,
             instance_id=None,
@@ -680,6 +715,7 @@ class Jobs:
         }
         common = check_common(body)
         request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
+        await self.check_budget(definition.owner, groups)
         job_id = str(uuid.uuid4())
         job = self.new_job(
             job_id,
@@ -723,13 +759,20 @@ class Jobs:
             due = due_time(definition, now)
             if due is None:
                 continue
-            self.store.update(definition, last_fire_time=due)
             try:
                 await self.run_definition(definition)
             except JobError as e:
+                # Refused (a size no longer open to the owner, a budget): this run is skipped.
                 log.warning(
                     "Definition %s of %s not run: %s", definition.job_definition_id, definition.owner, e
                 )
+            except Exception:
+                # The hub did not answer, say: the run is tried again at the next round.
+                log.exception(
+                    "Definition %s of %s: its run failed", definition.job_definition_id, definition.owner
+                )
+                continue
+            self.store.update(definition, last_fire_time=due)
 
     async def job_instances(self) -> list[dict]:
         response = await self.launcher.call(
@@ -761,7 +804,10 @@ class Jobs:
             elif not job.instance_id and now - job.update_time > STRAY_GRACE * 1000:
                 # The service stopped between marking the launch and recording its instance (which
                 # the stray sweep ends).
-                self.requeue(job, "its launch was interrupted")
+                if job.attempt <= job.max_retries:
+                    self.requeue(job, "its launch was interrupted")
+                else:
+                    self.finish(job, FAILED, "Its launch was interrupted.", expect=(IN_PROGRESS,))
             elif job.instance_id and (
                 (instance is None and now - (job.launch_time or 0) > LISTING_LAG * 1000)
                 or (instance is not None and instance["State"]["Name"] in ("stopping", "stopped"))
@@ -794,7 +840,10 @@ class Jobs:
             if running.get(job.owner, 0) >= allowed:
                 continue  # waits for one of the owner's jobs to end
             running[job.owner] = running.get(job.owner, 0) + 1
-            await self.launch(job)
+            try:
+                await self.launch(job)
+            except Exception:
+                log.exception("Job %s of %s: its launch failed", job.job_id, job.owner)
 
     async def end_strays(self) -> None:
         """Terminate job instances of no job in progress (a job deleted or ended while its instance

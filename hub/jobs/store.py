@@ -144,16 +144,26 @@ class Store:
             found = s.get(Definition, definition_id)
         return found if found is not None and (owner is None or found.owner == owner) else None
 
-    def update(self, row: Job | Definition, *, expect: Iterable[str] = (), **values: Any) -> bool:
+    def update(
+        self,
+        row: Job | Definition,
+        *,
+        expect: Iterable[str] = (),
+        expect_attempt: int | None = None,
+        **values: Any,
+    ) -> bool:
         """Write `values` (those columns only) to the row, and to `row`; with `expect`, only while the
         job's status is one of them (a Stop, a report or another round may have changed it since `row`
-        was read). Returns whether it was written."""
+        was read), and with `expect_attempt` only while the job is still at that attempt (a late report of
+        an earlier one changes nothing). Returns whether it was written."""
         table = type(row)
         [key] = inspect(table).primary_key
         query = update(table).where(key == getattr(row, key.name)).values(**values)
         expect = list(expect)
         if expect:
             query = query.where(table.status.in_(expect))
+        if expect_attempt is not None:
+            query = query.where(table.attempt == expect_attempt)
         with self.session() as s:
             written = s.execute(query, execution_options={"synchronize_session": False}).rowcount == 1
         if written:

@@ -155,9 +155,13 @@ def stack(tmp_path_factory):
     settings = {
         "EC2HUB_JOBS_PERIOD": "1",
         "EC2HUB_COSTS_PERIOD": "1",
+        # Only the group frugal (dave's) has a budget, a tiny one: a few seconds of a server.
+        "EC2HUB_BUDGETS": json.dumps(
+            {"groups": {"frugal": {"soft": 0.00005, "hard": 0.0001}}, "contact": "the platform team"}
+        ),
         "EC2HUB_JOBS_LIMITS": json.dumps({"max_concurrent": 3, "max_timeout": 3600}),
     }
-    with running_stack(tmp_path_factory, subnet_base=250, **settings) as stack:
+    with running_stack(tmp_path_factory, subnet_base=178, **settings) as stack:
         s3 = aws_client(stack, "s3")
         bucket = stack.outputs["bucket"]
         s3.put_object(Bucket=bucket, Key="users/alice/numbers.csv", Body=b"x\n1\n2\n3\n")
@@ -578,3 +582,45 @@ def test_the_costs_page_shows_alices_spend_by_purpose_to_admins_only(
     # Chart.js drew the month's days on the canvas.
     page.wait_for_function("() => Chart.getChart('costs-chart')?.data.labels.length > 0")
     screenshot(page, "costs")
+
+
+def test_over_his_groups_budget_dave_cannot_start_a_job_until_an_admin_lifts_his_limits(stack):
+    dave = Lab(stack, "dave")
+    hub_admin = admin_client(stack)
+    assert hub_admin.api("POST", "/groups/frugal").status_code in (201, 409)
+    response = hub_admin.api("POST", "/groups/frugal/users", json={"users": ["dave"]})
+    assert response.status_code == 200, response.text
+    dave.ensure_running()
+    dave.put("work/quick.ipynb", QUICK)
+    costs_admin = admin_client(stack)
+    wait_for(lambda: month_spend(costs_admin).get(("dave", "server"), 0) >= 0.0001, 60, "dave's spend")
+
+    refused = dave.create_job("work/quick.ipynb")
+    assert refused.status_code == 500, refused.text
+    message = refused.json()["message"]
+    assert message.startswith("Over budget this month: group frugal has spent $0.0")
+    assert "of its $0.0001 budget. A new job cannot start; what runs goes on." in message
+    assert message.endswith("Ask the platform team to raise the budget or lift the limit for you.")
+    assert not [j for j in dave.service("GET", "jobs").json()["jobs"] if j["status"] != "FAILED"]
+
+    # The Costs page marks him over budget; an admin lifts his limits for a day from there.
+    page = costs_admin.session.get(f"{stack.settings.url}/services/instances/costs", timeout=30)
+    assert page.status_code == 200
+    assert "over its hard limit" in page.text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    lifted = costs_admin.session.post(
+        f"{stack.settings.url}/services/instances/costs/lift",
+        data={"_xsrf": xsrf, "user": "dave", "days": "1"},
+        timeout=30,
+    )
+    assert lifted.status_code == 200 and "Limits of dave lifted" in lifted.text
+    # Without the page's token, nothing is lifted (a cross-site form cannot do it).
+    forged = costs_admin.session.post(
+        f"{stack.settings.url}/services/instances/costs/lift",
+        data={"user": "mallory", "days": "31"},
+        timeout=30,
+    )
+    assert forged.status_code == 403
+
+    job_id = dave.submit("work/quick.ipynb")
+    assert dave.wait_ended(job_id)["status"] == "COMPLETED"

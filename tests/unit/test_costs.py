@@ -4,6 +4,7 @@ looks when, and a restart of the hub in the middle loses nothing."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -201,3 +202,118 @@ def test_a_run_no_round_saw_running_counts_from_its_launch_to_its_end_once(tmp_p
     ledger.clock = clock.at(1.1)
     ledger.observe([job])  # listed terminated for a while: counted once
     assert total(ledger.spend(T0), purpose="job") == pytest.approx(0.25 * 0.0416)
+
+
+def budgets_with(tmp_path, clock: Clock, value: dict):
+    from hub.costs.budgets import Budgets, BudgetSettings
+
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock)
+    return ledger, Budgets(BudgetSettings.from_env({"EC2HUB_BUDGETS": json.dumps(value)}), ledger)
+
+
+BUDGETS = {
+    "user": {"soft": 0.2, "hard": 0.35},
+    "groups": {"ml-team": {"soft": 0.4, "hard": 0.45}},
+    "contact": "the platform team",
+}
+
+
+async def test_over_a_hard_limit_new_work_is_refused_with_the_budget_the_spend_and_who_to_ask(tmp_path):
+    clock = Clock()
+    ledger, budgets = budgets_with(tmp_path, clock, BUDGETS)
+    clock.at(3.0)  # 01:00 on the 1st: this month's first hour
+    ledger.observe(
+        [
+            seen("i-a", "running", 3, volume_gb=0),
+            seen("i-b", "running", 3, user="bob", instance_type="t3.medium", volume_gb=0),
+        ]
+    )
+    clock.at(4.0)  # alice $0.192, bob $0.0416: the team $0.2336
+    standing = await budgets.standing("alice", ["ml-team"], {"ml-team": ["alice", "bob"]})
+    assert standing.refusal("a job") is None and standing.warning() is None
+    clock.at(4.5)  # alice $0.288, over her soft limit
+    standing = await budgets.standing("alice", ["ml-team"], {"ml-team": ["alice", "bob"]})
+    assert standing.refusal("a job") is None
+    assert (
+        standing.warning()
+        == "Nearing this month's budget: you have spent $0.2880 of your $0.2000 soft limit."
+    )
+    clock.at(5.0)  # alice $0.384 (over her hard limit), the team $0.4672 (over its hard limit)
+    standing = await budgets.standing("alice", ["ml-team"], {"ml-team": ["alice", "bob"]})
+    message = standing.refusal("a cluster")
+    assert message.startswith("Over budget this month: you have spent $0.3840 of your $0.3500;")
+    assert "group ml-team has spent $0.4672 of its $0.4500 budget. A cluster cannot start" in message
+    assert message.endswith("Ask the platform team to raise the budget or lift the limit for you.")
+    # bob is over his group's hard limit, not his own.
+    bobs = await budgets.standing("bob", ["ml-team"], {"ml-team": ["alice", "bob"]})
+    assert "you have spent" not in bobs.refusal("a job") and "group ml-team" in bobs.refusal("a job")
+    # A lift for a day: new work starts again, the warning says until when.
+    budgets.lift("alice", T0 + timedelta(days=1), by="admin")
+    lifted = await budgets.standing("alice", ["ml-team"], {"ml-team": ["alice", "bob"]})
+    assert lifted.refusal("a job") is None
+    assert "limits lifted until 2026-12-01 22:00 UTC" in lifted.warning()
+    clock.at(25.0)  # the lift has ended
+    assert (await budgets.standing("alice", ["ml-team"], {"ml-team": ["alice", "bob"]})).refusal("a job")
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("{", "not JSON"),
+        ('{"users": {}}', "an object of user, groups and contact"),
+        ('{"user": {"soft": 5, "hard": 2}}', "soft limit is above its hard limit"),
+        ('{"user": {"hard": -1}}', "amounts in USD above 0"),
+        ('{"groups": {"t": {"max": 1}}}', "group t is an object with soft and/or hard"),
+        ('{"large_above": 0.1}', "an object of user, groups and contact"),
+    ],
+)
+def test_a_wrong_budget_setting_stops_the_hub_with_what_is_wrong(value, problem):
+    from hub.costs.budgets import BudgetSettings
+    from hub.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=problem):
+        BudgetSettings.from_env({"EC2HUB_BUDGETS": value})
+    assert BudgetSettings.from_env({}) is None
+
+
+def test_a_claimed_pool_instance_counts_for_its_user_from_the_claim(tmp_path):
+    clock = Clock()
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.sqlite", PRICES, clock)
+    ledger.observe([seen("i-pool", "running", 0, user="", purpose="pool", volume_gb=0)])
+    ledger.clock = clock.at(1.0)  # claimed by alice an hour after its launch
+    ledger.observe([seen("i-pool", "running", 0, volume_gb=0)])
+    ledger.clock = clock.at(3.0)
+    ledger.observe([seen("i-pool", "running", 0, volume_gb=0)])
+    spend = ledger.spend(T0)
+    assert total(spend, user="", purpose="pool") == pytest.approx(0.192)
+    assert total(spend, user="alice", purpose="server") == pytest.approx(2 * 0.192)
+
+
+def test_a_size_the_table_does_not_price_is_priced_as_the_spawn_form_shows_it():
+    from spawner.profiles import validate_profiles
+
+    sizes = validate_profiles(
+        [
+            {
+                "slug": "huge",
+                "display_name": "Huge",
+                "description": "Very large.",
+                "instance_type": "x9.huge",
+                "vcpu": 64,
+                "memory_gib": 512,
+                "price_per_hour": 5.0,
+                "spot": True,
+                "spot_discount": 0.5,
+            }
+        ]
+    )
+    priced = PRICES.with_sizes(sizes)
+    assert (priced.hourly("x9.huge"), priced.hourly("x9.huge", spot=True)) == (5.0, 2.5)
+    assert priced.hourly("m6i.xlarge") == 0.192  # the table first
+
+
+def test_a_csv_cell_never_runs_as_a_formula():
+    from hub.instances.costs import as_text
+
+    assert as_text('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert [as_text(c) for c in ("alice", "-1", "@sum", "ml-team")] == ["alice", "'-1", "'@sum", "ml-team"]

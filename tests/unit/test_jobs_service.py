@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from jupyterhub.services.auth import check_scopes
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 from tornado.httpclient import AsyncHTTPClient
@@ -329,7 +330,8 @@ def job_instances(account) -> list[dict]:
 
 def run_settings(account, jobs: Jobs, job: Job) -> dict:
     """What the job's instance reads at boot (its report secret among them)."""
-    parameter = account.ssm.get_parameter(Name=jobs.parameter(job), WithDecryption=True)
+    current = jobs.store.job(job.job_id)  # at its current attempt
+    parameter = account.ssm.get_parameter(Name=jobs.parameter(current), WithDecryption=True)
     return json.loads(parameter["Parameter"]["Value"])
 
 
@@ -362,7 +364,7 @@ async def test_a_job_past_its_timeout_fails_and_its_instance_is_terminated(accou
     assert service.failed == [job.job_id]
     assert service.describe(ended)["duration"] == 61.0
     with pytest.raises(account.ssm.exceptions.ParameterNotFound):
-        account.ssm.get_parameter(Name=service.parameter(job))
+        account.ssm.get_parameter(Name=service.parameter(ended))
 
 
 async def test_a_completed_report_ends_the_job_and_its_instance_and_a_wrong_secret_is_refused(
@@ -435,14 +437,23 @@ PREFIX = "/services/jobs/"
 
 
 class StandInHubAuth:
-    """HubAuth's `get_user`: the token is the person's name; `admin` is an administrator."""
+    """HubAuth's `get_user` and scope check: the token is the person's name (`admin` is an
+    administrator), with access to the jobs service; `<name>:narrow` is a token of theirs made for
+    another service only."""
+
+    access_scopes = {"access:services!service=jobs"}
 
     async def get_user(self, handler: RequestHandler, sync: bool = True) -> dict | None:
         assert sync is False  # the service never blocks on the hub
-        scheme, _, name = handler.request.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
+        name, _, narrow = token.partition(":")
         if scheme != "token" or name not in GROUPS:
             return None
-        return {"kind": "user", "name": name, "admin": name == "admin", "scopes": []}
+        scopes = ["access:services!service=dask-gateway"] if narrow else ["access:services!service=jobs"]
+        return {"kind": "user", "name": name, "admin": name == "admin", "scopes": scopes}
+
+    def check_scopes(self, required: set[str], model: dict) -> set[str]:
+        return check_scopes(required, set(model["scopes"]))
 
 
 @pytest.fixture
@@ -547,3 +558,12 @@ async def test_a_users_groups_come_from_the_hub_and_are_cached():
         assert asked == ["alice", "nobody"]
     finally:
         server.stop()
+
+
+async def test_a_token_of_alices_made_for_another_service_reaches_none_of_her_jobs(api):
+    job = await api.jobs.create_job("alice", GROUPS["alice"], NOTEBOOK)
+    for path in (f"api/jobs/{job.job_id}", "api/jobs", "api/sizes"):
+        response = await api(path, "alice:narrow")
+        assert response.code == 403, path
+        assert b"does not give access to the jobs service" in response.body
+    assert (await api(f"api/jobs/{job.job_id}", "alice")).code == 200
