@@ -40,7 +40,9 @@ class Limit:
             isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in numbers.values()
         ):
             raise SettingsError(f"EC2HUB_BUDGETS: {where}'s limits are amounts in USD above 0")
-        limit = cls(float(numbers.get("soft", math.inf)), float(numbers.get("hard", math.inf)))
+        hard = float(numbers.get("hard", math.inf))
+        # No soft limit: the warning comes with the hard one.
+        limit = cls(float(numbers.get("soft", hard)), hard)
         if limit.soft > limit.hard:
             raise SettingsError(f"EC2HUB_BUDGETS: {where}'s soft limit is above its hard limit")
         return limit

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 from traitlets.config import Config
 
+from hub.costs import costs_db_url
+from hub.costs.budgets import BudgetSettings
 from hub.gateway.limits import limits_for
 from hub.gateway.routes import KEY_VARIABLE
 from hub.instances import AWS_VARIABLES, configured_profiles
@@ -35,8 +37,9 @@ from spawner.launcher import LaunchSettings
 SERVICE_NAME = "dask-gateway"
 ROLE_NAME = "ec2hub-dask-gateway"
 PREFIX = f"/services/{SERVICE_NAME}"
-# What the gateway asks the hub: whether a cluster's user still has a server running.
-SERVICE_SCOPES = ["read:users:name", "read:servers"]
+# What the gateway asks the hub: whether a cluster's user still has a server running, and the
+# members of a group with a budget (what the group spent).
+SERVICE_SCOPES = ["read:users:name", "read:servers", "read:groups"]
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 # Cluster dashboards, for their owners only (hub/gateway/dashboards.py).
 DASHBOARDS_NAME = "dask-dashboards"
@@ -133,6 +136,9 @@ def configure_gateway_service(
         "watch_period": seconds_setting(env, "EC2HUB_DASK_WATCH_PERIOD", 15.0),
         "idle_timeout_min": seconds_setting(env, "EC2HUB_DASK_IDLE_TIMEOUT_MIN", 60.0),
         "status_period": seconds_setting(env, "EC2HUB_DASK_STATUS_PERIOD", 5.0),
+        # Budgets (hub/costs/budgets.py), checked at the hub's start, against the cost ledger.
+        "budgets": env.get("EC2HUB_BUDGETS", "") if BudgetSettings.from_env(env) else "",
+        "costs_db_url": costs_db_url(settings, env),
     }
     shortest_lifetime = min(
         limits_for(groups, spec["limits"], spec["group_limits"])["max_lifetime"]

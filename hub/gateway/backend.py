@@ -34,8 +34,12 @@ from traitlets import Bool as BoolTrait
 from traitlets import Dict, Integer, List, Type, Unicode, default
 from traitlets import Float as FloatTrait
 
+from hub.costs.budgets import Budgets, BudgetSettings
+from hub.costs.ledger import Ledger
+from hub.costs.prices import Prices
 from hub.gateway.limits import DEFAULT_LIMITS, limits_for
 from hub.gateway.routes import KEY_VARIABLE, dashboard_path
+from hub.hub_api import hub_members
 from spawner import aws
 from spawner.identity import UserNames
 from spawner.launcher import Launch, Launcher, LaunchSettings
@@ -161,6 +165,13 @@ class EC2Backend(DBBackendBase):
         and for cluster instances no live cluster owns.""",
         config=True,
     )
+    budgets = Unicode(
+        "",
+        help="""The hub's budgets (EC2HUB_BUDGETS, hub/costs/budgets.py): over a hard limit, a new
+        cluster is refused. Empty: no budgets.""",
+        config=True,
+    )
+    costs_db_url = Unicode("", help="The cost ledger's database (EC2HUB_COSTS_DB_URL).", config=True)
     hub_api_url = Unicode(help="The hub's API (default: $JUPYTERHUB_API_URL).", config=True)
     hub_api_token = Unicode(help="The gateway service's hub token (default: $JUPYTERHUB_API_TOKEN).")
     dashboard_route_key = Unicode(
@@ -313,7 +324,24 @@ class EC2Backend(DBBackendBase):
                 f"You have {running} clusters, the most your groups allow ({limits['max_clusters']:g}):"
                 " stop one first (cluster.shutdown(), or Gateway().stop_cluster(name))."
             )
+        await self.check_budget(user)
         return await super().start_cluster(user, cluster_options)
+
+    async def check_budget(self, user: Any) -> None:
+        """PublicException when the user or one of their groups is over its hard budget this month."""
+        if not self.budgets:
+            return
+        if not hasattr(self, "_budgets"):
+            prices = Prices.load(self.launcher.settings.region).with_sizes(self.sizes())
+            settings = BudgetSettings.from_env({"EC2HUB_BUDGETS": self.budgets})
+            self._budgets = Budgets(settings, Ledger(self.costs_db_url, prices))
+            self._members_of = hub_members(self.hub_api_url, self.hub_api_token)
+        groups = list(user.groups)
+        budgeted = [g for g in groups if g in self._budgets.settings.groups]
+        members = {g: await self._members_of(g) for g in budgeted}
+        refusal = (await self._budgets.standing(user.name, groups, members)).refusal("a new cluster")
+        if refusal:
+            raise PublicException(refusal)
 
     # -- what the instances boot with ---------------------------------------------------------------
 

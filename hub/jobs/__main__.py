@@ -14,7 +14,8 @@ from jupyterhub.services.auth import HubAuth
 from hub.costs.budgets import Budgets, BudgetSettings
 from hub.costs.ledger import Ledger
 from hub.costs.prices import Prices
-from hub.jobs.app import hub_groups, hub_members, make_app
+from hub.hub_api import hub_groups, hub_members
+from hub.jobs.app import make_app
 from hub.jobs.runner import Jobs
 from hub.jobs.store import Store
 from spawner import aws

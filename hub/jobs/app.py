@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,7 +19,6 @@ from jupyterhub.utils import url_path_join
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from hub.jobs.runner import SORTABLE, JobError, Jobs, sort_key
 from hub.jobs.store import ENDED, IN_PROGRESS, QUEUED, STOPPING
@@ -310,52 +308,6 @@ class NotFound(JsonHandler):
         raise web.HTTPError(404, "Not found.")
 
 
-def hub_lookup(
-    api_url: str, token: str, collection: str, field: str, max_age: float
-) -> Callable[[str], Awaitable[list[str] | None]]:
-    """A list field of a hub user or group (`collection` "users" or "groups") by name, None when the
-    hub has no such one, each answer kept for `max_age` seconds."""
-    cache: dict[str, tuple[float, list[str] | None]] = {}
-
-    async def lookup(name: str) -> list[str] | None:
-        found = cache.get(name)
-        if found and time.monotonic() - found[0] < max_age:
-            return found[1]
-        request = HTTPRequest(
-            url_path_join(api_url, collection, web.escape.url_escape(name, plus=False)),
-            headers={"Authorization": f"token {token}"},
-            request_timeout=10,
-        )
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-            value: list[str] | None = list(json.loads(response.body).get(field) or [])
-        except HTTPClientError as e:
-            if e.code != 404:
-                raise
-            value = None
-        cache[name] = (time.monotonic(), value)
-        return value
-
-    return lookup
-
-
-def hub_groups(
-    api_url: str, token: str, max_age: float = 30.0
-) -> Callable[[str], Awaitable[list[str] | None]]:
-    """A user's groups (None: no such user)."""
-    return hub_lookup(api_url, token, "users", "groups", max_age)
-
-
-def hub_members(api_url: str, token: str, max_age: float = 60.0) -> Callable[[str], Awaitable[list[str]]]:
-    """A group's members ([] for no such group)."""
-    lookup = hub_lookup(api_url, token, "groups", "users", max_age)
-
-    async def members_of(group: str) -> list[str]:
-        return await lookup(group) or []
-
-    return members_of
-
-
 def make_app(
     prefix: str,
     jobs: Jobs,
@@ -388,4 +340,4 @@ def make_app(
     )
 
 
-__all__ = ["SORTABLE", "make_app", "hub_groups", "hub_members"]
+__all__ = ["SORTABLE", "make_app"]

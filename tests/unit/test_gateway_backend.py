@@ -4,6 +4,8 @@ their instances, on in-process moto (the real gateway and instances are in tests
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +14,8 @@ from dask_gateway_server.backends.db_base import DataManager, JobStatus
 from dask_gateway_server.models import User
 from dask_gateway_server.workqueue import WorkQueue
 
+from hub.costs.ledger import Ledger, Observation
+from hub.costs.prices import Prices
 from hub.gateway import configure_gateway_service
 from hub.gateway.backend import EC2Backend
 from hub.gateway.limits import DEFAULT_LIMITS, limits_for
@@ -303,3 +307,24 @@ async def test_a_dashboard_is_routed_under_a_keyed_path_not_under_the_clusters_n
     assert paths == {dashboard_path("k" * 32, cluster.name)}
     assert not [p for p in paths if cluster.name in p], "the name alone finds no dashboard"
     assert backend.proxy.routes[("SNI", cluster.name)] == "tls://10.0.3.7:8786"
+
+
+async def test_over_a_groups_hard_budget_a_new_cluster_is_refused_with_the_spend(account, tmp_path):
+    url = f"sqlite:///{tmp_path}/costs.sqlite"
+    budgets = json.dumps({"groups": {"ml": {"hard": 0.0001}}, "contact": "the platform team"})
+    backend = backend_for(account, budgets=budgets, costs_db_url=url)
+    await Launcher(settings_for(account)).ensure_identity("alice", [])
+    ledger = Ledger(url, Prices.load())
+    now = int(time.time())
+    # bob, alice's team-mate, has run a medium server for the last ten minutes.
+    ledger.observe([Observation("i-1", "bob", "server", "m6i.xlarge", False, 0, "running", since=now - 600)])
+
+    async def members_of(group: str) -> list[str]:
+        return {"ml": ["alice", "bob"]}[group]
+
+    await backend.check_budget(ALICE)  # alice in no group with a budget: nothing to check
+    backend._members_of = members_of
+    with pytest.raises(
+        PublicException, match=r"group ml has spent \$0\.0\d+ of its \$0\.0001 budget\. A new cluster"
+    ):
+        await backend.start_cluster(User("alice", groups=["ml"]), {})

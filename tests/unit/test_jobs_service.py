@@ -15,7 +15,8 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from tornado.web import Application, HTTPError, RequestHandler
 
-from hub.jobs.app import hub_groups, make_app
+from hub.hub_api import hub_groups
+from hub.jobs.app import make_app
 from hub.jobs.runner import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
