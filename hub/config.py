@@ -105,4 +105,12 @@ def configure(c: Config, settings: Settings) -> None:
     from hub.jobs import configure_jobs_service
 
     grant_service_access(c, configure_gateway_service(c, settings) + configure_jobs_service(c, settings))
+
+    from hub.costs import costs_db_url
+    from hub.costs.budgets import BudgetSettings, server_budget_hook
+
+    budgets = BudgetSettings.from_env(settings.env)
+    if budgets is not None:
+        # Over a hard limit, the larger sizes do not start (checked after the size is chosen).
+        c.EC2Spawner.pre_spawn_hook = server_budget_hook(budgets, costs_db_url(settings, settings.env))
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES), *c.JupyterHub.get("template_paths", [])]

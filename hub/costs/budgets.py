@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from jupyterhub.spawner import SpawnException
 from sqlalchemy import BigInteger, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.costs.ledger import Base, Ledger
+from hub.costs.prices import Prices
 from hub.settings import SettingsError
 
 
@@ -52,6 +55,8 @@ class Limit:
 class BudgetSettings:
     user: Limit = Limit()
     groups: Mapping[str, Limit] = field(default_factory=dict)
+    # Over a hard limit, servers of sizes above this $/hour are refused (None: above the cheapest).
+    large_above: float | None = None
     contact: str = "an administrator"
 
     @classmethod
@@ -64,13 +69,18 @@ class BudgetSettings:
             value = json.loads(raw)
         except ValueError:
             raise SettingsError("EC2HUB_BUDGETS is not JSON") from None
-        unknown = set(value) - {"user", "groups", "contact"} if isinstance(value, dict) else {1}
+        names = {"user", "groups", "large_above", "contact"}
+        unknown = set(value) - names if isinstance(value, dict) else {1}
         if unknown:
-            raise SettingsError("EC2HUB_BUDGETS: an object of user, groups and contact")
+            raise SettingsError("EC2HUB_BUDGETS: an object of user, groups, large_above and contact")
         groups = value.get("groups", {})
         if not isinstance(groups, dict):
             raise SettingsError("EC2HUB_BUDGETS: groups is an object of group name to limits")
+        large_above = value.get("large_above")
+        if large_above is not None and (not isinstance(large_above, int | float) or large_above < 0):
+            raise SettingsError("EC2HUB_BUDGETS: large_above is a price in USD per hour")
         return cls(
+            large_above=None if large_above is None else float(large_above),
             user=Limit.parse(value.get("user", {}), "user"),
             groups={name: Limit.parse(limit, f"group {name}") for name, limit in groups.items()},
             contact=str(value.get("contact") or "an administrator"),
@@ -178,3 +188,34 @@ class Budgets:
     def lift(self, user: str, until: datetime, by: str) -> None:
         with self.ledger.session() as session:
             session.add(Lift(user=user, until=int(until.timestamp()), by=by, at=int(self.clock())))
+
+
+def server_budget_hook(settings: BudgetSettings, db_url: str) -> Callable[[Any], Awaitable[None]]:
+    """The hub's pre-spawn hook: over a hard limit, a server of a size above `large_above` (by
+    default, any but the cheapest) does not start, and the user is told why and what still starts."""
+    budgets: list[Budgets] = []
+
+    async def check(spawner: Any) -> None:
+        sizes = spawner.profile_list()
+        chosen = next((p for p in sizes if p.slug == spawner.size), None)
+        if chosen is None:
+            return
+        threshold = settings.large_above
+        if threshold is None:
+            threshold = min(p.price_per_hour for p in sizes)
+        if chosen.price_per_hour <= threshold:
+            return
+        if not budgets:
+            budgets.append(Budgets(settings, Ledger(db_url, Prices.load(spawner.region).with_sizes(sizes))))
+        groups = [g for g in spawner.user.groups if g.name in settings.groups]
+        members = {g.name: [u.name for u in g.users] for g in groups}
+        standing = await budgets[0].standing(spawner.user.name, spawner.group_names(), members)
+        refusal = standing.refusal(f"a {chosen.display_name} server (${chosen.price_per_hour:.3f}/hour)")
+        if refusal:
+            error = SpawnException(
+                f"{refusal} Sizes up to ${threshold:.3f}/hour still start.", reason="budget", status_code=403
+            )
+            error.jupyterhub_message = error.message
+            raise error
+
+    return check

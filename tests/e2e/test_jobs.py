@@ -603,6 +603,16 @@ def test_over_his_groups_budget_dave_cannot_start_a_job_until_an_admin_lifts_his
     assert message.endswith("Ask the platform team to raise the budget or lift the limit for you.")
     assert not [j for j in dave.service("GET", "jobs").json()["jobs"] if j["status"] != "FAILED"]
 
+    # Nor a large server; the smallest size still starts (his data stays in reach).
+    dave.client.stop("dave")
+    large = dave.client.api("POST", "/users/dave/server", json={"size": "large"})
+    assert large.status_code == 403, large.text
+    assert "A Large server ($0.768/hour) cannot start" in large.json()["message"]
+    assert "Sizes up to $0.042/hour still start." in large.json()["message"]
+    small = dave.client.api("POST", "/users/dave/server", json={"size": "small"})
+    assert small.status_code in (201, 202), small.text
+    dave.client.wait_ready("dave", timeout=180)
+
     # The Costs page marks him over budget; an admin lifts his limits for a day from there.
     page = costs_admin.session.get(f"{stack.settings.url}/services/instances/costs", timeout=30)
     assert page.status_code == 200

@@ -260,11 +260,11 @@ async def test_over_a_hard_limit_new_work_is_refused_with_the_budget_the_spend_a
     "value, problem",
     [
         ("{", "not JSON"),
-        ('{"users": {}}', "an object of user, groups and contact"),
+        ('{"users": {}}', "an object of user, groups, large_above and contact"),
         ('{"user": {"soft": 5, "hard": 2}}', "soft limit is above its hard limit"),
         ('{"user": {"hard": -1}}', "amounts in USD above 0"),
         ('{"groups": {"t": {"max": 1}}}', "group t is an object with soft and/or hard"),
-        ('{"large_above": 0.1}', "an object of user, groups and contact"),
+        ('{"large_above": "big"}', "large_above is a price"),
     ],
 )
 def test_a_wrong_budget_setting_stops_the_hub_with_what_is_wrong(value, problem):
@@ -317,3 +317,39 @@ def test_a_csv_cell_never_runs_as_a_formula():
 
     assert as_text('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
     assert [as_text(c) for c in ("alice", "-1", "@sum", "ml-team")] == ["alice", "'-1", "'@sum", "ml-team"]
+
+
+async def test_over_a_hard_limit_a_server_above_the_cheapest_size_does_not_start(tmp_path):
+    from types import SimpleNamespace
+
+    from jupyterhub.spawner import SpawnException
+
+    from hub.costs.budgets import BudgetSettings, server_budget_hook
+    from spawner.profiles import DEFAULT_PROFILES, validate_profiles
+
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    ledger = Ledger(url, PRICES)
+    now = int(datetime.now(UTC).timestamp())
+    ledger.observe(
+        [Observation("i-1", "alice", "server", "m6i.xlarge", False, 0, "running", since=now - 600)]
+    )
+    settings = BudgetSettings.from_env({"EC2HUB_BUDGETS": json.dumps({"user": {"hard": 0.0001}})})
+    check = server_budget_hook(settings, url)
+    team = SimpleNamespace(name="ml", users=[])
+
+    def spawner_for(size: str):
+        return SimpleNamespace(
+            size=size,
+            region="us-east-1",
+            profile_list=lambda: validate_profiles(DEFAULT_PROFILES),
+            user=SimpleNamespace(name="alice", groups=[team]),
+            group_names=lambda: ["ml"],
+        )
+
+    await check(spawner_for("small"))  # the cheapest size still starts: her data stays in reach
+    with pytest.raises(SpawnException) as refused:
+        await check(spawner_for("large"))
+    message = refused.value.jupyterhub_message
+    assert message.startswith("Over budget this month: you have spent $0.0")
+    assert "A Large server ($0.768/hour) cannot start" in message
+    assert message.endswith("Sizes up to $0.042/hour still start.")
