@@ -37,6 +37,24 @@ def skip_checks_moto_cannot_make() -> None:
     IAMPolicyStatement._ec2hub_relaxed = True
 
 
+def name_cloudwatch_actions_as_iam_does() -> None:
+    """moto names CloudWatch's actions by its endpoint (`monitoring:PutMetricData`) where IAM names
+    them `cloudwatch:PutMetricData`, as policies do (the hub's, for the jobs service's metric)."""
+    from moto.iam.access_control import IAMPolicyStatement
+
+    if getattr(IAMPolicyStatement, "_ec2hub_cloudwatch", False):
+        return
+    original = IAMPolicyStatement.is_action_permitted
+
+    def is_action_permitted(statement, action, *args, **kwargs):
+        if action.startswith("monitoring:"):
+            action = "cloudwatch:" + action.partition(":")[2]
+        return original(statement, action, *args, **kwargs)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+    IAMPolicyStatement._ec2hub_cloudwatch = True
+
+
 def accept_modified_user_data() -> None:
     """Let ModifyInstanceAttribute change user-data as AWS does.
 
@@ -206,6 +224,7 @@ def serve_ranges_from_the_range() -> None:
 def apply() -> None:
     look_up_tags_by_resource()
     skip_checks_moto_cannot_make()
+    name_cloudwatch_actions_as_iam_does()
     accept_modified_user_data()
     authorize_instance_profile_actions_on_the_profile()
     serve_ranges_from_the_range()

@@ -451,6 +451,10 @@ def test_the_service_reports_prometheus_metrics_to_admins_only(stack, alice):
     after = metrics()
     failed = 'ec2hub_job_runs_total{outcome="FAILED"}'
     assert after[failed] == before[failed] + 1
+    # And in CloudWatch, where Terraform's alarm on failed runs watches.
+    cloudwatch = aws_client(stack, "cloudwatch")
+    [metric] = cloudwatch.list_metrics(Namespace="ec2hub/jobs", MetricName="FailedRuns")["Metrics"]
+    assert metric["Dimensions"] == [{"Name": "HubId", "Value": stack.settings.hub_id}]
     assert (
         after['ec2hub_job_runs_total{outcome="COMPLETED"}']
         >= before['ec2hub_job_runs_total{outcome="COMPLETED"}']
@@ -495,8 +499,13 @@ def test_alice_creates_a_job_in_jupyterlab_watches_it_complete_and_opens_its_out
     row = page.locator("tr").filter(has_text=name)
 
     def ended() -> bool:
+        # Each reload gets time to show the list (a click during the last one's fetch starts over).
         page.get_by_role("button", name="Reload").click()
-        return row.count() == 1 and any(s in row.inner_text() for s in ("Completed", "Failed", "Stopped"))
+        try:
+            expect(row.get_by_text(re.compile("^(Completed|Failed|Stopped)$"))).to_be_visible(timeout=10_000)
+        except AssertionError:
+            return False
+        return True
 
     wait_for(ended, JOB_DEADLINE, "the job to end in JupyterLab's job list")
     [job] = [j for j in alice.service("GET", "jobs").json()["jobs"] if j["name"] == name]
