@@ -107,10 +107,20 @@ def configure(c: Config, settings: Settings) -> None:
     grant_service_access(c, configure_gateway_service(c, settings) + configure_jobs_service(c, settings))
 
     from hub.costs import costs_db_url
-    from hub.costs.budgets import BudgetSettings, server_budget_hook
+    from hub.costs.budgets import BudgetSettings
+    from hub.costs.in_hub import HubCosts
 
     budgets = BudgetSettings.from_env(settings.env)
+    costs = HubCosts(budgets, costs_db_url(settings, settings.env), settings.aws_region)
+    # The spawn form shows the month's spend (and the budgets) above the sizes.
+    c.EC2Spawner.options_form = costs.spawn_form
     if budgets is not None:
-        # Over a hard limit, the larger sizes do not start (checked after the size is chosen).
-        c.EC2Spawner.pre_spawn_hook = server_budget_hook(budgets, costs_db_url(settings, settings.env))
+        # Over a hard limit, the larger sizes do not start (checked after the size is chosen); over
+        # a soft one, every hub page has a banner (hub/templates/page.html).
+        c.EC2Spawner.pre_spawn_hook = costs.check_server
+        c.Authenticator.post_auth_hook = costs.post_auth_hook
+        c.JupyterHub.template_vars = {
+            **c.JupyterHub.get("template_vars", {}),
+            "ec2hub_budget_notice": costs.banner,
+        }
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES), *c.JupyterHub.get("template_paths", [])]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from botocore.exceptions import ClientError
+from prometheus_client import Counter
 
 from spawner import aws
 from spawner.identity import EnsuredRole, UserIdentity, UserNames
@@ -34,6 +35,14 @@ from spawner.owner import (
 )
 
 log = logging.getLogger("ec2hub.launcher")
+
+# In the metrics of the process that launched (the hub's /hub/metrics: servers and the hot pool; the
+# jobs service's: jobs).
+LAUNCHES = Counter(
+    "ec2hub_launches",
+    "Instances asked of EC2, by purpose and outcome (launched; no-capacity in any subnet; refused by EC2)",
+    ["purpose", "outcome"],
+)
 
 # Purposes whose instance holds a home: a spot reclaim stops it (the disk stays) rather than ending it.
 KEEPS_DISK = ("server", "pool")
@@ -161,6 +170,16 @@ class Launcher:
 
     async def launch(self, request: Launch) -> dict:
         """RunInstances in the first subnet with capacity for the type; the instance as EC2 returned it."""
+        try:
+            instance = await self._launch(request)
+        except ClientError as e:
+            no_capacity = aws.error_code(e) == "InsufficientInstanceCapacity"
+            LAUNCHES.labels(request.purpose, "no-capacity" if no_capacity else "refused").inc()
+            raise
+        LAUNCHES.labels(request.purpose, "launched").inc()
+        return instance
+
+    async def _launch(self, request: Launch) -> dict:
         if not self.settings.subnet_ids:
             raise LaunchConfigError(
                 "No subnets are configured for user instances; an administrator needs to set"

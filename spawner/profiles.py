@@ -189,13 +189,18 @@ _TEMPLATES = jinja2.Environment(
 
 
 def render_form(
-    profiles: list[Profile], groups: Iterable[str], current: str | None = None, stop_reason: str = ""
+    profiles: list[Profile],
+    groups: Iterable[str],
+    current: str | None = None,
+    stop_reason: str = "",
+    notes: Iterable[str] = (),
 ) -> str:
     """The spawn form: a card per size open to the user, with what they get and $/hour, and above
-    them why the last server stopped without the user asking, if it did."""
+    them why the last server stopped without the user asking, if it did, and `notes` (the month's
+    spend against the budget)."""
     allowed = [p for p in profiles if p.allowed_for(groups)]
     selected = current if any(p.slug == current for p in allowed) else None
     if selected is None and allowed:
         selected = next((p.slug for p in allowed if p.default), allowed[0].slug)
     template = _TEMPLATES.get_template("spawn_form.html")
-    return template.render(sizes=allowed, selected=selected, stop_reason=stop_reason)
+    return template.render(sizes=allowed, selected=selected, stop_reason=stop_reason, notes=list(notes))

@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jupyterhub.spawner import SpawnException
-from sqlalchemy import BigInteger, Integer, String, select
+from sqlalchemy import BigInteger, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.costs.ledger import Base, Ledger
-from hub.costs.prices import Prices
 from hub.settings import SettingsError
 
 
@@ -85,6 +83,18 @@ class BudgetSettings:
             groups={name: Limit.parse(limit, f"group {name}") for name, limit in groups.items()},
             contact=str(value.get("contact") or "an administrator"),
         )
+
+
+class Refusal(Base):
+    """A start refused over a hard limit (the hub, the jobs service and the gateway each write theirs
+    here; the Instances service's metrics count them)."""
+
+    __tablename__ = "budget_refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(String(255))
+    what: Mapped[str] = mapped_column(String(16))  # server, job or cluster
+    at: Mapped[int] = mapped_column(BigInteger)
 
 
 class Lift(Base):
@@ -185,37 +195,42 @@ class Budgets:
         """`members`: the users of each of the user's groups that has a budget (the group's spend)."""
         return await asyncio.to_thread(self._standing, user, groups, members)
 
+    async def summary(self, user: str, groups: list[str], members: Mapping[str, list[str]]) -> dict[str, Any]:
+        """What JupyterLab's status bar shows: the user's server's $/hour (as the ledger's last round
+        saw it), the month's spend, the budget and any warning or refusal."""
+        standing = await self.standing(user, groups, members)
+        running = await asyncio.to_thread(self.ledger.running, user, "server")
+        server = None
+        if running:
+            detail, hourly = running[0]
+            server = {"size": detail.split()[0], "hourly": hourly, "spot": detail.endswith(" spot")}
+        limit = standing.limit
+        return {
+            "user": user,
+            "server": server,
+            "month_to_date": round(standing.spent, 4),
+            "budget": {"soft": limit.soft, "hard": limit.hard} if math.isfinite(limit.hard) else None,
+            "warning": standing.warning(),
+            "refusal": standing.refusal("a new job, a new cluster or a large server"),
+            "prices_as_of": self.ledger.prices.as_of,
+            "contact": self.settings.contact,
+        }
+
+    async def refused(self, user: str, what: str) -> None:
+        """Record that a start of `what` (server, job or cluster) was refused to `user`."""
+
+        def record() -> None:
+            with self.ledger.session() as session:
+                session.add(Refusal(user=user, what=what, at=int(self.clock())))
+
+        await asyncio.to_thread(record)
+
+    def refusals(self) -> dict[str, int]:
+        """How many starts were refused, by what, ever."""
+        with self.ledger.session() as session:
+            rows = session.execute(select(Refusal.what, func.count()).group_by(Refusal.what))
+            return {what: count for what, count in rows}
+
     def lift(self, user: str, until: datetime, by: str) -> None:
         with self.ledger.session() as session:
             session.add(Lift(user=user, until=int(until.timestamp()), by=by, at=int(self.clock())))
-
-
-def server_budget_hook(settings: BudgetSettings, db_url: str) -> Callable[[Any], Awaitable[None]]:
-    """The hub's pre-spawn hook: over a hard limit, a server of a size above `large_above` (by
-    default, any but the cheapest) does not start, and the user is told why and what still starts."""
-    budgets: list[Budgets] = []
-
-    async def check(spawner: Any) -> None:
-        sizes = spawner.profile_list()
-        chosen = next((p for p in sizes if p.slug == spawner.size), None)
-        if chosen is None:
-            return
-        threshold = settings.large_above
-        if threshold is None:
-            threshold = min(p.price_per_hour for p in sizes)
-        if chosen.price_per_hour <= threshold:
-            return
-        if not budgets:
-            budgets.append(Budgets(settings, Ledger(db_url, Prices.load(spawner.region).with_sizes(sizes))))
-        groups = [g for g in spawner.user.groups if g.name in settings.groups]
-        members = {g.name: [u.name for u in g.users] for g in groups}
-        standing = await budgets[0].standing(spawner.user.name, spawner.group_names(), members)
-        refusal = standing.refusal(f"a {chosen.display_name} server (${chosen.price_per_hour:.3f}/hour)")
-        if refusal:
-            error = SpawnException(
-                f"{refusal} Sizes up to ${threshold:.3f}/hour still start.", reason="budget", status_code=403
-            )
-            error.jupyterhub_message = error.message
-            raise error
-
-    return check

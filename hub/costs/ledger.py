@@ -243,6 +243,20 @@ class Ledger:
                 totals[key] = totals.get(key, 0.0) + seconds * segment.rate / 3600
         return totals
 
+    def running(self, user: str, purpose: str) -> list[tuple[str, float]]:
+        """What the user's instances of `purpose` run up now, as the last round saw them: (what is
+        billed, e.g. "m6i.xlarge spot", USD per hour) for each open compute segment."""
+        with self._sessions.begin() as session:
+            open_segments = session.scalars(
+                select(Segment).where(
+                    Segment.user == user,
+                    Segment.purpose == purpose,
+                    Segment.kind == COMPUTE,
+                    Segment.end.is_(None),
+                )
+            )
+            return [(s.detail, s.rate) for s in open_segments]
+
 
 def _last_end(session, instance_id: str, kind: str) -> int:
     """Until when the instance's spend of that kind is counted already (0: not at all)."""

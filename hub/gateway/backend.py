@@ -341,6 +341,7 @@ class EC2Backend(DBBackendBase):
         members = {g: await self._members_of(g) for g in budgeted}
         refusal = (await self._budgets.standing(user.name, groups, members)).refusal("a new cluster")
         if refusal:
+            await self._budgets.refused(user.name, "cluster")
             raise PublicException(refusal)
 
     # -- what the instances boot with ---------------------------------------------------------------

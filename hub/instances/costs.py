@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
@@ -204,10 +204,11 @@ class CostsCollector:
     """Prometheus families: instances by purpose, state and size (from the ledger's last look), and
     this month's spend by purpose and by group."""
 
-    def __init__(self, report: CostReport, observed: list, profiles) -> None:
+    def __init__(self, report: CostReport, observed: list, profiles, refusals: dict[str, int]) -> None:
         self.report = report
         self.observed = observed
         self.sizes = {p.instance_type: p.slug for p in reversed(profiles)}
+        self.refusals = refusals
 
     def collect(self):
         instances = GaugeMetricFamily(
@@ -237,6 +238,14 @@ class CostsCollector:
         for group, dollars in self.report.groups.items():
             by_group.add_metric([group], round(dollars, 6))
         yield by_group
+        refused = CounterMetricFamily(
+            "ec2hub_budget_refusals",
+            "Starts refused over a hard budget limit (by the hub, the jobs service, the gateway), by what.",
+            labels=["what"],
+        )
+        for what in ("server", "job", "cluster"):
+            refused.add_metric([what], self.refusals.get(what, 0))
+        yield refused
 
 
 class CostsMetrics(CostsHandler):
@@ -247,6 +256,8 @@ class CostsMetrics(CostsHandler):
         report = CostReport.of(spend, await self.groups_of(spend))
         registry = CollectorRegistry()
         ledger: Ledger = self.settings["ledger"]
-        registry.register(CostsCollector(report, ledger.last_observed, self.service.profiles))
+        budgets: Budgets | None = self.settings.get("budgets")
+        refusals = await asyncio.to_thread(budgets.refusals) if budgets else {}
+        registry.register(CostsCollector(report, ledger.last_observed, self.service.profiles, refusals))
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(registry))

@@ -54,11 +54,11 @@ async def serve() -> None:
     # Demoting an admin or leaving a group counts within a minute.
     hub_auth = HubAuth(cache_max_age=60)
     groups_of = hub_groups(hub_auth.api_url, hub_auth.api_token)
-    budgets = None
-    if spec.get("budgets"):
-        sizes = validate_profiles(spec["profiles"])
-        ledger = Ledger(spec["costs_db_url"], Prices.load(launcher.settings.region).with_sizes(sizes))
-        budgets = Budgets(BudgetSettings.from_env({"EC2HUB_BUDGETS": spec["budgets"]}), ledger)
+    # The ledger the Instances service keeps: budgets (when set) and each user's own spend.
+    sizes = validate_profiles(spec["profiles"])
+    ledger = Ledger(spec["costs_db_url"], Prices.load(launcher.settings.region).with_sizes(sizes))
+    settings = BudgetSettings.from_env({"EC2HUB_BUDGETS": spec.get("budgets") or ""}) or BudgetSettings()
+    budgets = Budgets(settings, ledger)
     jobs = Jobs(
         Store(spec["db_url"]),
         launcher,

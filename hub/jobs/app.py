@@ -16,7 +16,7 @@ from typing import Any
 
 from jupyterhub.services.auth import HubAuth
 from jupyterhub.utils import url_path_join
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tornado import web
 
@@ -121,6 +121,14 @@ def page(items: list, query: Callable[[str], str | None]) -> tuple[list, int, st
 class Sizes(PersonHandler):
     def get(self) -> None:
         self.write_json(self.jobs.sizes_for(self.groups))
+
+
+class Costs(PersonHandler):
+    """The user's own spend: their server's $/hour, the month's spend and budget (their JupyterLab's
+    status bar asks with their server's token)."""
+
+    async def get(self) -> None:
+        self.write_json(await self.jobs.costs(self.user, self.groups))
 
 
 class JobList(PersonHandler):
@@ -278,7 +286,8 @@ class Metrics(PersonHandler):
         registry = CollectorRegistry()
         registry.register(JobsCollector(self.jobs))
         self.set_header("Content-Type", "text/plain; version=0.0.4")
-        self.finish(generate_latest(registry))
+        # And the process's own: the launches of job instances by outcome (spawner/launcher.py).
+        self.finish(generate_latest(registry) + generate_latest(REGISTRY))
 
 
 class JobsCollector:
@@ -320,6 +329,7 @@ def make_app(
     return web.Application(
         [
             (url_path_join(api, "sizes"), Sizes),
+            (url_path_join(api, "costs"), Costs),
             (url_path_join(api, "jobs"), JobList),
             (url_path_join(api, "jobs", "count"), JobCount),
             (url_path_join(api, "jobs", f"({ID})"), JobItem),

@@ -304,15 +304,26 @@ class Jobs:
             "limits": self.quotas(groups),
         }
 
+    async def _members(self, groups: list[str]) -> dict[str, list[str]]:
+        """The members of each of `groups` that has a budget (the group's spend is theirs)."""
+        assert self.budgets is not None
+        budgeted = [g for g in groups if g in self.budgets.settings.groups]
+        return {g: await self.members_of(g) for g in budgeted} if self.members_of else {}
+
+    async def costs(self, user: str, groups: list[str]) -> dict:
+        """The user's server's $/hour, the month's spend and budget (JupyterLab's status bar)."""
+        if self.budgets is None:
+            raise JobError("Costs are not kept on this hub.", 404)
+        return await self.budgets.summary(user, groups, await self._members(groups))
+
     async def check_budget(self, user: str, groups: list[str]) -> None:
         """JobError when the user or one of their groups is over its hard budget this month."""
         if self.budgets is None:
             return
-        budgeted = [g for g in groups if g in self.budgets.settings.groups]
-        members = {g: await self.members_of(g) for g in budgeted} if self.members_of else {}
-        standing = await self.budgets.standing(user, groups, members)
+        standing = await self.budgets.standing(user, groups, await self._members(groups))
         refusal = standing.refusal("a new job")
         if refusal:
+            await self.budgets.refused(user, "job")
             raise JobError(refusal, 403)
 
     async def account_of(self, user: str) -> str:

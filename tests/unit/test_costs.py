@@ -324,7 +324,8 @@ async def test_over_a_hard_limit_a_server_above_the_cheapest_size_does_not_start
 
     from jupyterhub.spawner import SpawnException
 
-    from hub.costs.budgets import BudgetSettings, server_budget_hook
+    from hub.costs.budgets import BudgetSettings
+    from hub.costs.in_hub import HubCosts
     from spawner.profiles import DEFAULT_PROFILES, validate_profiles
 
     url = f"sqlite:///{tmp_path}/ledger.sqlite"
@@ -334,7 +335,8 @@ async def test_over_a_hard_limit_a_server_above_the_cheapest_size_does_not_start
         [Observation("i-1", "alice", "server", "m6i.xlarge", False, 0, "running", since=now - 600)]
     )
     settings = BudgetSettings.from_env({"EC2HUB_BUDGETS": json.dumps({"user": {"hard": 0.0001}})})
-    check = server_budget_hook(settings, url)
+    costs = HubCosts(settings, url, "us-east-1")
+    check = costs.check_server
     team = SimpleNamespace(name="ml", users=[])
 
     def spawner_for(size: str):
@@ -353,3 +355,48 @@ async def test_over_a_hard_limit_a_server_above_the_cheapest_size_does_not_start
     assert message.startswith("Over budget this month: you have spent $0.0")
     assert "A Large server ($0.768/hour) cannot start" in message
     assert message.endswith("Sizes up to $0.042/hour still start.")
+    assert costs.budgets(validate_profiles(DEFAULT_PROFILES)).refusals() == {"server": 1}
+
+
+async def test_over_a_soft_limit_the_hub_shows_a_banner_the_spawn_form_the_spend_and_lab_the_rate(tmp_path):
+    from types import SimpleNamespace
+
+    from hub.costs.budgets import Budgets, BudgetSettings
+    from hub.costs.in_hub import HubCosts
+    from spawner.profiles import DEFAULT_PROFILES, validate_profiles
+
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    now = int(datetime(2026, 12, 15, 12, tzinfo=UTC).timestamp())
+    Ledger(url, PRICES, clock=lambda: now).observe(
+        [Observation("i-1", "alice", "server", "m6i.xlarge", True, 0, "running", since=now - 3600)]
+    )
+    budgets = {"groups": {"ml": {"soft": 0.01, "hard": 100}}, "contact": "the data team"}
+    settings = BudgetSettings.from_env({"EC2HUB_BUDGETS": json.dumps(budgets)})
+    costs = HubCosts(settings, url, "us-east-1", clock=lambda: now)
+    sizes = validate_profiles(DEFAULT_PROFILES)
+    team = SimpleNamespace(name="ml", users=[])
+    alice = SimpleNamespace(name="alice", groups=[team], spawner=SimpleNamespace(profile_list=lambda: sizes))
+    team.users = [alice]
+
+    assert costs.banner(None) == ""  # the sign-in page
+    await costs.post_auth_hook(None, SimpleNamespace(find_user=lambda name: alice), {"name": "alice"})
+    banner = costs.banner(alice)
+    # An hour of spot m6i.xlarge: over the group's soft limit, far under its hard one.
+    assert banner == "Nearing this month's budget: group ml has spent $0.0768 of its $0.0100 soft limit."
+
+    spawner = SimpleNamespace(
+        user=alice, size="medium", stop_reason="", profile_list=lambda: sizes, group_names=lambda: ["ml"]
+    )
+    form = await costs.spawn_form(spawner)
+    assert "This month you have spent $0.0768 (prices of 2026-12-01)." in form
+    assert "Group ml has spent $0.0768 of its $100.00 budget." in form
+    await costs.check_server(SimpleNamespace(**{**vars(spawner), "size": "large"}))  # under hard: starts
+
+    # What alice's JupyterLab shows (the jobs service answers it): her server's rate and her month.
+    summary = await Budgets(settings, Ledger(url, PRICES, clock=lambda: now)).summary(
+        "alice", ["ml"], {"ml": ["alice"]}
+    )
+    assert summary["server"] == {"size": "m6i.xlarge", "hourly": 0.0768, "spot": True}
+    assert summary["month_to_date"] == 0.0768 and summary["budget"] is None
+    assert summary["warning"] == banner and summary["refusal"] is None
+    assert (summary["prices_as_of"], summary["contact"]) == ("2026-12-01", "the data team")

@@ -92,9 +92,17 @@ async def test_a_launch_is_tagged_imdsv2_encrypted_and_carries_the_users_profile
     assert {t["Key"]: t["Value"] for t in volume["Tags"]}["ec2hub:owner-id"] == alice.owner_id
 
 
+def launches(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"purpose": "server", "outcome": outcome}
+    return REGISTRY.get_sample_value("ec2hub_launches_total", labels) or 0.0
+
+
 async def test_capacity_fallback_and_one_describe_images_per_image(account, launcher):
     launcher.full = (account.subnets[0],)
     alice = await owner_of(launcher, "alice")
+    launched, no_capacity = launches("launched"), launches("no-capacity")
     first = await launcher.launch(request(alice))
     second = await launcher.launch(request(alice))
     assert first["SubnetId"] == second["SubnetId"] == account.subnets[1]
@@ -102,6 +110,8 @@ async def test_capacity_fallback_and_one_describe_images_per_image(account, laun
     launcher.full = tuple(account.subnets)
     with pytest.raises(ClientError):
         await launcher.launch(request(alice))
+    # The metrics count starts by outcome: two launched, one with no capacity anywhere.
+    assert (launches("launched"), launches("no-capacity")) == (launched + 2, no_capacity + 1)
 
 
 class ProfileNotYetUsable(CountingLauncher):
