@@ -36,7 +36,7 @@ from traitlets import Float as FloatTrait
 
 from hub.costs.budgets import Budgets, BudgetSettings
 from hub.costs.ledger import Ledger
-from hub.costs.prices import Prices
+from hub.costs.prices import DEFAULT_REGION, Prices
 from hub.gateway.limits import DEFAULT_LIMITS, limits_for
 from hub.gateway.routes import KEY_VARIABLE, dashboard_path
 from hub.hub_api import hub_members
@@ -254,9 +254,16 @@ class EC2Backend(DBBackendBase):
         prices = "; ".join(
             f"{p.slug}: {p.vcpu} vCPU, {p.memory_gib:g} GiB, ${p.price_per_hour:.3f}/h" for p in sizes
         )
+        # What a cluster costs: its scheduler's instance, and each worker's at the chosen size.
+        table = Prices.load(self.launch_settings.get("region") or DEFAULT_REGION).with_sizes(self.sizes())
+        scheduler = table.hourly(self.scheduler_instance_type)
+        scheduler_cost = f"; the scheduler adds ${scheduler:.3f}/h" if scheduler is not None else ""
         return Options(
             Select(
-                "worker_size", [p.slug for p in sizes], default=chosen.slug, label=f"Worker size ({prices})"
+                "worker_size",
+                [p.slug for p in sizes],
+                default=chosen.slug,
+                label=f"Worker size, per worker ({prices}{scheduler_cost}; prices of {table.as_of})",
             ),
             Bool("spot", default=False, label="Spot workers (cheaper; on-demand when spot has no capacity)"),
             Float(

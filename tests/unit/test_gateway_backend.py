@@ -79,6 +79,8 @@ def test_worker_sizes_are_those_of_the_users_groups_shown_with_their_price():
     assert size["spec"]["options"] == ["small", "medium", "large"]
     assert size["default"] == "small"
     assert "small: 2 vCPU, 4 GiB, $0.042/h" in size["label"]
+    # What the whole cluster costs: each worker at its size, and the scheduler's own instance.
+    assert "; the scheduler adds $0.042/h; prices of 2026-12-01)" in size["label"]
     gpu_user = User("gina", groups=["gpu-users"])
     assert (
         "gpu"
