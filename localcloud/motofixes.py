@@ -1,5 +1,7 @@
 """Where moto differs from AWS in ways the platform depends on, the local cloud makes it behave like AWS."""
 
+import re
+
 
 def skip_checks_moto_cannot_make() -> None:
     """Make moto skip, instead of fail, the IAM checks it has no information for.
@@ -221,6 +223,118 @@ def serve_ranges_from_the_range() -> None:
     S3Response.get_object = get_object
 
 
+def _stored_budget(backend, account_id: str, name: str):
+    """The budget moto keeps under this account and name; NotFoundException, as Budgets answers, if none."""
+    from moto.budgets.exceptions import NotFoundException
+
+    budget = backend.budgets.get(account_id, {}).get(name)
+    if budget is None:
+        raise NotFoundException(f"Unable to get budget: {name} - the budget doesn't exist.")
+    return budget
+
+
+def _notification_identity(notification: dict) -> tuple:
+    """What names a budget's notification in Budgets' calls: its type, comparison, threshold and
+    threshold type (PERCENTAGE when not given). The threshold compares as a number: 80 is 80.0."""
+    return (
+        notification.get("NotificationType"),
+        notification.get("ComparisonOperator"),
+        float(notification.get("Threshold", 0)),
+        notification.get("ThresholdType") or "PERCENTAGE",
+    )
+
+
+def answer_the_subscribers_of_budget_notifications() -> None:
+    """Answer DescribeSubscribersForNotification with the subscribers stored with the notification.
+
+    Budgets keeps each notification's subscribers (e-mail addresses, SNS topics) and lists them for a
+    notification named by type, comparison, threshold and threshold type; the AWS provider reads them
+    for every notification of an aws_budgets_budget. moto stores them (CreateBudget's
+    NotificationsWithSubscribers, CreateNotification) but had no call that reads them: it answered 500,
+    which the provider retried for minutes before the apply failed. An unknown budget or notification
+    is NotFoundException, as on AWS.
+    """
+    import json
+
+    from moto.budgets.exceptions import NotFoundException
+    from moto.budgets.responses import BudgetsResponse
+
+    if hasattr(BudgetsResponse, "describe_subscribers_for_notification"):
+        return
+
+    def describe_subscribers_for_notification(response) -> str:
+        budget = _stored_budget(
+            response.backend, response._get_param("AccountId"), response._get_param("BudgetName")
+        )
+        wanted = _notification_identity(response._get_param("Notification") or {})
+        for notification in budget.notifications:
+            if _notification_identity(notification.details) == wanted:
+                return json.dumps({"Subscribers": notification.subscribers})
+        raise NotFoundException("Unable to get subscribers - the notification doesn't exist.")
+
+    BudgetsResponse.describe_subscribers_for_notification = describe_subscribers_for_notification
+
+
+_BUDGET_ARN = re.compile(r"arn:[a-z-]+:budgets::(\d{12}):budget/([^/]+)")
+
+
+def keep_the_tags_of_budgets() -> None:
+    """Keep a budget's tags as Budgets does, by its ARN (arn:aws:budgets::<account>:budget/<name>).
+
+    Budgets takes a new budget's tags in CreateBudget (ResourceTags), lists them with
+    ListTagsForResource, changes them with TagResource and UntagResource, and deletes them with the
+    budget. The AWS provider creates a tagged aws_budgets_budget so and reads its tags after every
+    create and refresh; moto dropped ResourceTags and had none of the tag calls (500). Here the tags
+    live on moto's budget, so they go when it goes.
+    """
+    import json
+
+    from moto.budgets.responses import BudgetsResponse
+    from moto.core.exceptions import JsonRESTError
+
+    if hasattr(BudgetsResponse, "list_tags_for_resource"):
+        return
+    original_create = BudgetsResponse.create_budget
+
+    def tagged_budget(response):
+        arn = response._get_param("ResourceARN") or ""
+        match = _BUDGET_ARN.fullmatch(arn)
+        if match is None:
+            raise JsonRESTError("InvalidParameterException", f"{arn} is not the ARN of a budget.")
+        budget = _stored_budget(response.backend, *match.groups())
+        if not hasattr(budget, "resource_tags"):
+            budget.resource_tags = {}
+        return budget
+
+    def create_budget(response) -> str:
+        body = original_create(response)
+        budget = _stored_budget(
+            response.backend, response._get_param("AccountId"), response._get_param("Budget")["BudgetName"]
+        )
+        budget.resource_tags = {t["Key"]: t["Value"] for t in response._get_param("ResourceTags") or []}
+        return body
+
+    def list_tags_for_resource(response) -> str:
+        tags = tagged_budget(response).resource_tags
+        return json.dumps({"ResourceTags": [{"Key": k, "Value": v} for k, v in tags.items()]})
+
+    def tag_resource(response) -> str:
+        budget = tagged_budget(response)
+        budget.resource_tags.update({t["Key"]: t["Value"] for t in response._get_param("ResourceTags") or []})
+        return json.dumps({})
+
+    def untag_resource(response) -> str:
+        budget = tagged_budget(response)
+        for key in response._get_param("ResourceTagKeys") or []:
+            budget.resource_tags.pop(key, None)
+        return json.dumps({})
+
+    BudgetsResponse.create_budget = create_budget
+    BudgetsResponse.list_tags_for_resource = list_tags_for_resource
+    BudgetsResponse.tag_resource = tag_resource
+    BudgetsResponse.untag_resource = untag_resource
+
+
 def apply() -> None:
     look_up_tags_by_resource()
     skip_checks_moto_cannot_make()
@@ -228,3 +342,5 @@ def apply() -> None:
     accept_modified_user_data()
     authorize_instance_profile_actions_on_the_profile()
     serve_ranges_from_the_range()
+    answer_the_subscribers_of_budget_notifications()
+    keep_the_tags_of_budgets()

@@ -1,21 +1,24 @@
 """Terraform applied to the local cloud, then a spawn end to end with what it created, then destroy.
 
-Applied (the root module with create_hub_instance = false and three of the hub's secrets, 72
-resources): network (VPC, private and public subnets in two zones, internet gateway, NAT gateway and
-its address, route tables, the S3 gateway endpoint, flow logs with their log group and role), storage
-(the bucket with versioning, SSE-KMS, public access block, ownership, lifecycle, TLS-only policy), iam
-(the hub role with the repository's policy document, its log, Session Manager and secrets policies,
-the ECR managed policy, instance profile, the user boundary), the hub module's security groups (load
-balancer, hub, users, Dask clusters) and rules, and the secrets' SSM parameters, monitoring (log
-group, alarm topic, spawn-failure metric filter and alarm, running-vCPU alarm).
+Applied (the root module with create_hub_instance = false, three of the hub's secrets, a monthly
+budget and an alarm e-mail address, 77 resources): network (VPC, private and public subnets in two
+zones, internet gateway, NAT gateway and its address, route tables, the S3 gateway endpoint, flow
+logs with their log group and role), storage (the bucket with versioning, SSE-KMS, public access
+block, ownership, lifecycle, TLS-only policy), iam (the hub role with the repository's policy
+document, its log, Session Manager and secrets policies, the ECR managed policy, instance profile,
+the user boundary), the hub module's security groups (load balancer, hub, users, Dask clusters) and
+rules, and the secrets' SSM parameters, monitoring (log group, alarm topic and its e-mail
+subscription, spawn-failure metric filter and alarm, running-vCPU alarm), costs (the monthly AWS
+Budgets budget on the hub tag with its two e-mail notifications; localcloud/motofixes.py gives moto
+the Budgets calls the provider reads a budget with).
 
-Not applied: the cost allocation tags and the budget (the costs module: moto 5.2.5 has no Cost
-Explorer cost allocation tag calls, and answers 500 to two Budgets calls the provider makes reading
-a budget; test_costs_plan.py checks both by plan); the hub instance, whose user-data the local
-runtime would run as a process on this machine (it installs Docker); with it its database volume,
-the DLM snapshot policy (moto 5.2.5 has no DLM), the load balancer, target group and HTTPS listener
-with an ACM certificate, and the hub-down alarm that watches them. The hub of this test runs as a
-process instead, with Terraform's outputs as its settings and Terraform's role as its identity.
+Not applied: the cost allocation tags (moto 5.2.5 has no Cost Explorer cost allocation tag calls,
+and on AWS a key can be activated only after billing has seen it; test_costs_plan.py checks them by
+plan); the hub instance, whose user-data the local runtime would run as a process on this machine
+(it installs Docker); with it its database volume, the DLM snapshot policy (moto 5.2.5 has no DLM),
+the load balancer, target group and HTTPS listener with an ACM certificate, and the hub-down alarm
+that watches them. The hub of this test runs as a process instead, with Terraform's outputs as its
+settings and Terraform's role as its identity.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ NAME = "ec2tf"
 HUB_ID = "ec2hub-terraform"
 BUCKET = "ec2hub-terraform-test"
 BOUNDARY = "ec2hub-tf-user-boundary"
+BUDGET_USD = 100
+ALARM_EMAIL = "ops@example.com"
 SUBNET_BASE = 250  # Terraform's private subnets: 127.0.250.0/24 and 127.0.251.0/24, where instances run
 SPARE_BASE = 246  # nothing binds an address here
 # Terraform's gateway and jobs ports are the hub machine's (8183, 8184, 8187); the stack keeps free
@@ -79,9 +84,6 @@ def test_root_module(outputs, stack):
     assert env["EC2HUB_SUBNET_IDS"].split(",") == outputs["subnet_ids"]
     assert env["EC2HUB_SECURITY_GROUP_IDS"].split(",") == outputs["security_group_ids"]
     assert env["EC2HUB_CLUSTER_SECURITY_GROUP_IDS"] == outputs["cluster_security_group_id"]
-    assert outputs["budget_name"] is None, "no budget without monthly_budget_usd"
-    budgets = aws_client(stack, "budgets").describe_budgets(AccountId=stack.outputs["account_id"])
-    assert budgets["Budgets"] == []
     assert (env["EC2HUB_GATEWAY_PORT"], env["EC2HUB_GATEWAY_TCP_PORT"]) == ("8183", "8184")
     assert env["EC2HUB_JOBS_PORT"] == "8187"
     # Sign-in throttling believes the client address only the load balancer's subnets forward.
@@ -170,6 +172,34 @@ def test_root_module(outputs, stack):
     )
     attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
     assert "AmazonSSMManagedInstanceCore" not in {p["PolicyName"] for p in attached}
+
+
+def test_monthly_budget_on_the_hub_tag(outputs, stack):
+    """The budget counts what carries the hub's tag, monthly, and mails the alarm address at 80 % of
+    the limit spent and at 100 % forecast."""
+    account = stack.outputs["account_id"]
+    budgets = aws_client(stack, "budgets")
+    name = outputs["budget_name"]
+    assert name == f"{NAME}-hub-monthly"
+    [budget] = budgets.describe_budgets(AccountId=account)["Budgets"]
+    assert (budget["BudgetName"], budget["BudgetType"], budget["TimeUnit"]) == (name, "COST", "MONTHLY")
+    assert (float(budget["BudgetLimit"]["Amount"]), budget["BudgetLimit"]["Unit"]) == (BUDGET_USD, "USD")
+    assert budget["CostFilters"] == {"TagKeyValue": [f"user:ec2hub:hub${HUB_ID}"]}
+
+    notifications = budgets.describe_notifications_for_budget(AccountId=account, BudgetName=name)[
+        "Notifications"
+    ]
+    assert sorted(
+        (n["NotificationType"], n["ComparisonOperator"], n["Threshold"], n["ThresholdType"])
+        for n in notifications
+    ) == [("ACTUAL", "GREATER_THAN", 80, "PERCENTAGE"), ("FORECASTED", "GREATER_THAN", 100, "PERCENTAGE")]
+    for notification in notifications:
+        subscribers = budgets.describe_subscribers_for_notification(
+            AccountId=account, BudgetName=name, Notification=notification
+        )["Subscribers"]
+        assert subscribers == [{"SubscriptionType": "EMAIL", "Address": ALARM_EMAIL}]
+    tags = budgets.list_tags_for_resource(ResourceARN=f"arn:aws:budgets::{account}:budget/{name}")
+    assert {"Key": "ec2hub:deployment", "Value": NAME} in tags["ResourceTags"]
 
 
 def test_hub_secrets_are_in_ssm_only(outputs, stack):
@@ -324,10 +354,11 @@ def outputs(stack, tmp_path_factory):
               user_ami_id            = "{ami}"
               create_hub_instance    = false
               trusted_principal_arns = ["{admin_arn}"]
-              # Neither applies to moto 5.2.5 (test_costs_plan.py checks both by plan): it has no Cost
-              # Explorer cost allocation tag calls (UpdateCostAllocationTagsStatus), and its Budgets
-              # answers 500 to DescribeSubscribersForNotification and ListTagsForResource, which the
-              # provider calls reading every budget, retrying for minutes. monthly_budget_usd stays null.
+              monthly_budget_usd     = {budget}
+              alarm_emails           = ["{email}"]
+              # Not applied: moto 5.2.5 has no Cost Explorer cost allocation tag calls
+              # (UpdateCostAllocationTagsStatus), and on AWS a key activates only after billing has
+              # seen it, so a new account's apply would fail too. test_costs_plan.py checks it by plan.
               cost_allocation_tags   = false
               hub_oauth_client_secret  = var.hub_oauth_client_secret
               hub_ldap_search_password = var.hub_ldap_search_password
@@ -375,6 +406,8 @@ def outputs(stack, tmp_path_factory):
             q=SPARE_BASE + 1,
             ami=stack.outputs["ami_id"],
             admin_arn=admin_arn,
+            budget=BUDGET_USD,
+            email=ALARM_EMAIL,
         )
     )
     secrets = {f"TF_VAR_hub_{kind}": value for kind, value in SECRETS.items()}
@@ -447,6 +480,9 @@ def assert_nothing_left(stack) -> None:
     assert aws_client(stack, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{NAME}-")["MetricAlarms"] == []
     topics = aws_client(stack, "sns").list_topics()["Topics"]
     assert [t for t in topics if t["TopicArn"].endswith(f":{NAME}-alarms")] == []
+    assert (
+        aws_client(stack, "budgets").describe_budgets(AccountId=stack.outputs["account_id"])["Budgets"] == []
+    )
     iam = aws_client(stack, "iam")
     with pytest.raises(ClientError):
         iam.get_role(RoleName=f"{NAME}-hub")
