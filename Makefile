@@ -29,6 +29,21 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 $(LAB_OVERRIDES): images/user/overrides.json
 	install -D -m 0644 $< $@
 
+# What the session costs, in JupyterLab's status bar (images/labextension): a prebuilt extension built
+# from npm packages locked to this JupyterLab's, copied where JupyterLab finds prebuilt extensions (the
+# local cloud's instances see .venv's share through .venv/ami). The AMI and the user image build it alike.
+LAB_COSTS_SRC := images/labextension
+LAB_COSTS := $(VENV)/share/jupyter/labextensions/@ec2hub/costs
+$(LAB_COSTS_SRC)/node_modules/.installed: $(LAB_COSTS_SRC)/package.json $(LAB_COSTS_SRC)/package-lock.json
+	cd $(LAB_COSTS_SRC) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(LAB_COSTS)/package.json: $(LAB_COSTS_SRC)/node_modules/.installed $(wildcard $(LAB_COSTS_SRC)/src/*.js) \
+		$(wildcard $(LAB_COSTS_SRC)/style/*.css) | $(VENV)/.installed
+	rm -rf $(LAB_COSTS_SRC)/dist $(LAB_COSTS)
+	cd $(LAB_COSTS_SRC) && npm run --silent build
+	install -d $(LAB_COSTS) && cp -r $(LAB_COSTS_SRC)/dist/. $(LAB_COSTS)/
+
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
@@ -67,7 +82,7 @@ system-packages-test: system-packages
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
 
-install: system-packages $(VENV)/.installed $(VENV)/ami/.built $(LAB_OVERRIDES) node_modules/.installed
+install: system-packages $(VENV)/.installed $(VENV)/ami/.built $(LAB_OVERRIDES) $(LAB_COSTS)/package.json node_modules/.installed
 
 install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov/.installed
 
@@ -83,4 +98,4 @@ test: install-test
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules $(LAB_COSTS_SRC)/node_modules $(LAB_COSTS_SRC)/dist

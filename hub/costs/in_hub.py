@@ -50,6 +50,11 @@ class HubCosts:
         self._notices: dict[str, tuple[str, float]] = {}  # user: (banner, when found)
         self._looking: set[str] = set()
 
+    def __deepcopy__(self, memo: dict) -> HubCosts:
+        # traitlets deep-copies config values (and a bound method's object with it): the spawner's
+        # form, the authenticator's hook and the pages' banner must share this one, and its cache.
+        return self
+
     def budgets(self, sizes: list[Profile]) -> Budgets:
         if self._budgets is None:
             prices = Prices.load(self.region).with_sizes(sizes)

@@ -123,7 +123,7 @@ build {
   }
 
   provisioner "shell" {
-    inline = ["mkdir -p /tmp/ec2hub"]
+    inline = ["mkdir -p /tmp/ec2hub/labextension"]
   }
 
   provisioner "file" {
@@ -135,6 +135,17 @@ build {
       "${path.root}/files",
     ]
     destination = "/tmp/ec2hub/"
+  }
+
+  # The status bar's JupyterLab extension: its sources only (a local build's node_modules stay here).
+  provisioner "file" {
+    sources = [
+      "${path.root}/../labextension/package.json",
+      "${path.root}/../labextension/package-lock.json",
+      "${path.root}/../labextension/src",
+      "${path.root}/../labextension/style",
+    ]
+    destination = "/tmp/ec2hub/labextension/"
   }
 
   provisioner "shell" {

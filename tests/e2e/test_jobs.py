@@ -155,9 +155,16 @@ def stack(tmp_path_factory):
     settings = {
         "EC2HUB_JOBS_PERIOD": "1",
         "EC2HUB_COSTS_PERIOD": "1",
-        # Only the group frugal (dave's) has a budget, a tiny one: a few seconds of a server.
+        # Only the groups frugal (dave's) and watched (bob's) have a budget: frugal's, a few seconds
+        # of a server; watched's, a warning after a few seconds and no hard limit in reach.
         "EC2HUB_BUDGETS": json.dumps(
-            {"groups": {"frugal": {"soft": 0.00005, "hard": 0.0001}}, "contact": "the platform team"}
+            {
+                "groups": {
+                    "frugal": {"soft": 0.00005, "hard": 0.0001},
+                    "watched": {"soft": 0.0001, "hard": 1000},
+                },
+                "contact": "the platform team",
+            }
         ),
         "EC2HUB_JOBS_LIMITS": json.dumps({"max_concurrent": 3, "max_timeout": 3600}),
     }
@@ -451,6 +458,8 @@ def test_the_service_reports_prometheus_metrics_to_admins_only(stack, alice):
     after = metrics()
     failed = 'ec2hub_job_runs_total{outcome="FAILED"}'
     assert after[failed] == before[failed] + 1
+    launched = 'ec2hub_launches_total{outcome="launched",purpose="job"}'
+    assert after[launched] == before.get(launched, 0) + 1
     # And in CloudWatch, where Terraform's alarm on failed runs watches.
     cloudwatch = aws_client(stack, "cloudwatch")
     [metric] = cloudwatch.list_metrics(Namespace="ec2hub/jobs", MetricName="FailedRuns")["Metrics"]
@@ -593,6 +602,41 @@ def test_the_costs_page_shows_alices_spend_by_purpose_to_admins_only(
     screenshot(page, "costs")
 
 
+def test_over_his_groups_soft_limit_bob_sees_a_banner_and_his_jupyterlab_what_it_costs(
+    stack,
+    bob,
+    new_page,  # noqa: F811 (the browser tests' fixture)
+):
+    admin = admin_client(stack)
+    assert admin.api("POST", "/groups/watched").status_code in (201, 409)
+    response = admin.api("POST", "/groups/watched/users", json={"users": ["bob"]})
+    assert response.status_code == 200, response.text
+    wait_for(lambda: month_spend(admin).get(("bob", "server"), 0) >= 0.0001, 60, "bob's spend")
+
+    # What his JupyterLab asks the jobs service: his medium server's rate, his month, the warning.
+    costs = bob.service("GET", "costs").json()
+    assert costs["server"] == {"size": "m6i.xlarge", "hourly": 0.192, "spot": False}, costs
+    assert costs["month_to_date"] > 0 and costs["refusal"] is None
+    assert costs["warning"].startswith("Nearing this month's budget: group watched has spent $0.0")
+    assert costs["warning"].endswith("of its $0.0001 soft limit.")
+
+    page = new_page()
+    sign_in(page, stack, "bob", USER_PASSWORD)
+    page.wait_for_url("**/user/bob/lab**")
+    status = page.locator("#ec2hub-costs-status")
+    expect(status).to_have_text(re.compile(r"^\$0\.192/h · \$\d+\.\d\d this month$"))
+    expect(status).to_have_class(re.compile("ec2hub-costs-warning"))
+    expect(page.get_by_text("Nearing this month's budget: group watched").first).to_be_visible()
+    screenshot(page, "costs-in-jupyterlab")
+    # Every hub page has the banner; alice, in no group with a budget, has none.
+    page.goto(f"{stack.settings.url}/hub/home")
+    expect(page.locator("#ec2hub-budget-banner")).to_contain_text(
+        "Nearing this month's budget: group watched has spent $0.0"
+    )
+    home = approved_user(stack, "alice").session.get(f"{stack.settings.url}/hub/home", timeout=30)
+    assert home.status_code == 200 and "ec2hub-budget-banner" not in home.text
+
+
 def test_over_his_groups_budget_dave_cannot_start_a_job_until_an_admin_lifts_his_limits(stack):
     dave = Lab(stack, "dave")
     hub_admin = admin_client(stack)
@@ -602,6 +646,7 @@ def test_over_his_groups_budget_dave_cannot_start_a_job_until_an_admin_lifts_his
     dave.ensure_running()
     dave.put("work/quick.ipynb", QUICK)
     costs_admin = admin_client(stack)
+    admin_token = costs_admin.token(stack.settings.admin_user)  # before the service sets a cookie of its own
     wait_for(lambda: month_spend(costs_admin).get(("dave", "server"), 0) >= 0.0001, 60, "dave's spend")
 
     refused = dave.create_job("work/quick.ipynb")
@@ -611,6 +656,34 @@ def test_over_his_groups_budget_dave_cannot_start_a_job_until_an_admin_lifts_his
     assert "of its $0.0001 budget. A new job cannot start; what runs goes on." in message
     assert message.endswith("Ask the platform team to raise the budget or lift the limit for you.")
     assert not [j for j in dave.service("GET", "jobs").json()["jobs"] if j["status"] != "FAILED"]
+    # Every hub page says so.
+    wait_for(
+        lambda: (
+            "Over budget this month: group frugal"
+            in dave.client.session.get(f"{stack.settings.url}/hub/home", timeout=30).text
+        ),
+        60,
+        "the budget banner on dave's hub page",
+    )
+
+    # Nor a new Dask cluster.
+    kernel = Kernel(stack.settings.url, "dave", dave.token, timeout=240)
+    # In a thread of its own: the browser tests' driver keeps an event loop on this one.
+    run = (
+        ThreadPoolExecutor(1)
+        .submit(
+            kernel.run,
+            "from dask_gateway import Gateway\n"
+            "try:\n"
+            "    Gateway().new_cluster()\n"
+            "except Exception as e:\n"
+            "    print('REFUSED', e)\n",
+        )
+        .result()
+    )
+    assert "REFUSED" in run.stdout, run
+    assert "Over budget this month: group frugal has spent $0.0" in run.stdout, run
+    assert "A new cluster cannot start; what runs goes on." in run.stdout
 
     # Nor a large server; the smallest size still starts (his data stays in reach).
     dave.client.stop("dave")
@@ -621,6 +694,16 @@ def test_over_his_groups_budget_dave_cannot_start_a_job_until_an_admin_lifts_his
     small = dave.client.api("POST", "/users/dave/server", json={"size": "small"})
     assert small.status_code in (201, 202), small.text
     dave.client.wait_ready("dave", timeout=180)
+
+    # Prometheus counts each refusal, whichever part refused it.
+    response = requests.get(
+        f"{stack.settings.url}/services/instances/metrics",
+        headers={"Authorization": f"token {admin_token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    for what in ("job", "cluster", "server"):
+        assert re.search(rf'^ec2hub_budget_refusals_total{{what="{what}"}} [1-9]', response.text, re.M), what
 
     # The Costs page marks him over budget; an admin lifts his limits for a day from there.
     page = costs_admin.session.get(f"{stack.settings.url}/services/instances/costs", timeout=30)

@@ -400,3 +400,13 @@ async def test_over_a_soft_limit_the_hub_shows_a_banner_the_spawn_form_the_spend
     assert summary["month_to_date"] == 0.0768 and summary["budget"] is None
     assert summary["warning"] == banner and summary["refusal"] is None
     assert (summary["prices_as_of"], summary["contact"]) == ("2026-12-01", "the data team")
+
+
+def test_the_hubs_costs_are_one_object_however_often_the_config_is_copied(tmp_path):
+    import copy
+
+    from hub.costs.in_hub import HubCosts
+
+    costs = HubCosts(None, f"sqlite:///{tmp_path}/ledger.sqlite", "us-east-1")
+    copied = copy.deepcopy({"hook": costs.post_auth_hook, "banner": costs.banner})
+    assert copied["hook"].__self__ is copied["banner"].__self__ is costs

