@@ -158,10 +158,13 @@ class JobList(PersonHandler):
         self.write_json(result)
 
     async def post(self) -> None:
-        job = await self.jobs.create_job(self.user, self.groups, self.body())
-        self.write_json(
-            {"job_id": job.job_id, "input_prefix": self.jobs.describe(job)["output_prefix"] + "input/"}, 201
-        )
+        body = self.body()
+        job = await self.jobs.create_job(self.user, self.groups, body)
+        created = {"job_id": job.job_id, "input_prefix": self.jobs.describe(job)["output_prefix"] + "input/"}
+        if body.get("input_path") is not None:
+            # Read from the user's folder, queued already: there is nothing to stage.
+            created = {"job_id": job.job_id, "input_path": body["input_path"], "status": job.status}
+        self.write_json(created, 201)
 
 
 class JobCount(PersonHandler):

@@ -207,6 +207,24 @@ def check_common(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_input_path(value: Any) -> tuple[str, str]:
+    """A notebook already in the owner's S3 folder (what a pipeline runs: nothing is staged), as
+    (its folder's path with a trailing "/" or "", its file name); JobError for anything else."""
+    path = str(value or "").strip()
+    parts = path.split("/")
+    if (
+        len(path) > 1024
+        or not path.endswith(".ipynb")
+        or any(part in ("", ".", "..") or part.startswith(".") for part in parts)
+    ):
+        raise JobError(
+            "input_path is a notebook's path in your S3 folder, like pipelines/02-etl.ipynb"
+            " (no leading /, no . or .. parts)."
+        )
+    folder = "/".join(parts[:-1])
+    return (f"{folder}/" if folder else ""), parts[-1]
+
+
 def check_schedule(schedule: Any, timezone: Any) -> tuple[str | None, str]:
     zone = str(timezone or "UTC")
     try:
@@ -335,6 +353,13 @@ class Jobs:
     # -- jobs -------------------------------------------------------------------------------------------
 
     async def create_job(self, user: str, groups: list[str], body: Mapping[str, Any]) -> Job:
+        """A job of `user`, waiting for its input to be staged (start_job); or, with `input_path`
+        (a notebook in the user's S3 folder, which the job's instance reads with the user's role),
+        queued at once."""
+        input_path = body.get("input_path")
+        if input_path is not None:
+            folder, filename = check_input_path(input_path)
+            body = {**body, "input_filename": filename, "package_input_folder": False}
         common = check_common(body)
         request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
         token = body.get("idempotency_token") or None
@@ -350,9 +375,10 @@ class Jobs:
             await self.account_of(user),
             request,
             common,
-            input_prefix=f"{UserNames.of(user).prefix}jobs/{job_id}/input/",
+            input_prefix=UserNames.of(user).prefix
+            + (folder if input_path is not None else f"jobs/{job_id}/input/"),
             idempotency_token=token,
-            status=CREATED,
+            status=CREATED if input_path is None else QUEUED,
         )
         log.info("Job %s of %s created (%s, %s)", job_id, user, job.size, job.input_filename)
         return job
@@ -495,6 +521,8 @@ class Jobs:
             "job": {
                 "input_prefix": definition_input,
                 "input_name": job.input_filename,
+                # The notebook alone, unless its folder was packaged with it.
+                "input_folder": job.package_input_folder,
                 "output_prefix": job.output_prefix,
                 "output_stem": job.input_filename.rsplit(".", 1)[0],
                 "output_formats": list(job.output_formats),

@@ -297,6 +297,25 @@ def test_a_job_with_an_escaping_input_key_fails_and_writes_nothing_outside(
     assert not list(work.rglob("escape.py"))
 
 
+def test_a_job_of_a_notebook_in_the_users_folder_reads_that_notebook_alone(
+    bootstrap, account, tmp_path, monkeypatch, jobs_service
+):
+    inputs = {"report.ipynb": notebook("print('ran alone')"), "big/data.csv": "x\n" * 1000}
+    settings = job_settings(jobs_service, "report.ipynb", formats=("ipynb",))
+    settings["job"]["input_folder"] = False
+
+    work = run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+
+    assert jobs_service.reports[-1].body["status"] == "COMPLETED"
+    assert not list(work.rglob("data.csv")), "only the notebook is downloaded"
+    assert "ran alone" in saved(account, "report.ipynb")["Body"].read().decode()
+
+    settings["job"]["input_name"] = "gone.ipynb"
+    run_job(bootstrap, account, tmp_path / "again", monkeypatch, settings, {})
+    message = jobs_service.reports[-1].body["status_message"]
+    assert message == f"FileNotFoundError: no notebook at s3://unit-data/{JOB_PREFIX}input/gone.ipynb"
+
+
 def test_a_report_is_retried_while_the_service_is_away_and_a_refusal_is_final(
     bootstrap, jobs_service, monkeypatch
 ):

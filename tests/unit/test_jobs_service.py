@@ -251,6 +251,18 @@ async def test_a_job_is_its_owners_only_and_stopping_it_in_the_queue_launches_no
     assert stopped.status == STOPPED and stopped.instance_id is None and stopped.attempt == 0
 
 
+async def test_a_notebook_already_in_the_users_folder_runs_queued_at_once_and_alone(local):
+    """What a pipeline sends: a notebook's path in the owner's S3 folder, read by the job's instance
+    with the owner's role; nothing to stage, no folder packaged with it."""
+    body = {"name": "etl", "input_path": "pipelines/02-etl.ipynb", "output_formats": ["ipynb"]}
+    job = await local.create_job("alice", [], body)
+    assert job.status == QUEUED and job.input_filename == "02-etl.ipynb"
+    assert job.input_prefix == "users/alice/pipelines/" and not job.package_input_folder
+    for path in ("../bob/x.ipynb", "/users/bob/x.ipynb", "a/../../x.ipynb", "a//x.ipynb", "x.py", ".x.ipynb"):
+        with pytest.raises(JobError, match="input_path is a notebook's path in your S3 folder"):
+            await local.create_job("alice", [], {**body, "input_path": path})
+
+
 async def test_an_idempotency_token_makes_one_job(local):
     await local.create_job("alice", [], {**NOTEBOOK, "idempotency_token": "t-1"})
     with pytest.raises(JobError, match="exists already") as e:
