@@ -55,6 +55,16 @@ CHECKOV_VERSION := 3.3.30
 	.venv-checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
+# Apache Airflow (pipelines/: the ec2hub provider) pins what clashes with the hub's venv, so it gets a venv
+# of its own, installed from a lock (Airflow's published constraints are not reachable from here:
+# pipelines/requirements-airflow.txt says how it was made), then the provider itself.
+.venv-airflow/.installed: pipelines/requirements-airflow.txt pipelines/pyproject.toml
+	$(PYTHON) -m venv .venv-airflow
+	.venv-airflow/bin/pip install --quiet --upgrade pip
+	.venv-airflow/bin/pip install --quiet -r pipelines/requirements-airflow.txt
+	.venv-airflow/bin/pip install --quiet --no-deps -e pipelines
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -84,7 +94,7 @@ system-packages-test: system-packages
 
 install: system-packages $(VENV)/.installed $(VENV)/ami/.built $(LAB_OVERRIDES) $(LAB_COSTS)/package.json node_modules/.installed
 
-install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov/.installed
+install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov/.installed .venv-airflow/.installed
 
 up: install
 	$(PY) -m localcloud.up
@@ -96,6 +106,7 @@ lint: install-test
 test: install-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+	.venv-airflow/bin/python -m pytest pipelines/tests
 
 clean:
 	rm -rf $(VENV) node_modules $(LAB_COSTS_SRC)/node_modules $(LAB_COSTS_SRC)/dist
