@@ -354,12 +354,12 @@ class Jobs:
 
     async def create_job(self, user: str, groups: list[str], body: Mapping[str, Any]) -> Job:
         """A job of `user`, waiting for its input to be staged (start_job); or, with `input_path`
-        (a notebook in the user's S3 folder, which the job's instance reads with the user's role),
-        queued at once."""
+        (a notebook in the user's S3 folder, which the job's instance reads with the user's role,
+        with the rest of its folder when `package_input_folder`), queued at once."""
         input_path = body.get("input_path")
         if input_path is not None:
             folder, filename = check_input_path(input_path)
-            body = {**body, "input_filename": filename, "package_input_folder": False}
+            body = {**body, "input_filename": filename}
         common = check_common(body)
         request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
         token = body.get("idempotency_token") or None

@@ -222,6 +222,7 @@ class Ec2hubHook(BaseHook):
         timeout: int,
         output_formats: Iterable[str] = ("ipynb",),
         spot: bool = False,
+        with_folder: bool = False,
     ) -> dict:
         """Queue a run of `notebook`, a path in the owner's S3 folder; returns {"job_id": ...}.
 
@@ -240,6 +241,8 @@ class Ec2hubHook(BaseHook):
             "max_retries": 0,
             "output_formats": list(output_formats),
             "spot": spot,
+            # The notebook's whole folder goes with it (modules and files it reads beside it).
+            "package_input_folder": with_folder,
         }
         created = self.call("POST", "jobs", body)
         if "input_path" not in created:

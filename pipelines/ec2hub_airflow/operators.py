@@ -34,6 +34,8 @@ class NotebookJobOperator(BaseOperator):
         groups allow (the hub says so otherwise). Default an hour.
     :param output_formats: "ipynb" (the executed notebook) and/or "html".
     :param spot: run on a spot instance (the size must offer it).
+    :param with_folder: the job reads the notebook's whole folder too (a module beside it, its data);
+        keep that folder small: all of it is downloaded.
     :param job_name: the job's name in the owner's job list; default "<dag>.<task> <run id>".
     :param ec2hub_conn_id: the `ec2hub` connection.
     :param poll_interval: seconds between the trigger's questions to the jobs service.
@@ -52,6 +54,7 @@ class NotebookJobOperator(BaseOperator):
         timeout: int = DEFAULT_TIMEOUT,
         output_formats: Sequence[str] = ("ipynb",),
         spot: bool = False,
+        with_folder: bool = False,
         job_name: str | None = None,
         ec2hub_conn_id: str = Ec2hubHook.default_conn_name,
         poll_interval: float = POLL_INTERVAL,
@@ -67,6 +70,7 @@ class NotebookJobOperator(BaseOperator):
         self.timeout = timeout
         self.output_formats = list(output_formats)
         self.spot = spot
+        self.with_folder = with_folder
         self.job_name = job_name
         self.ec2hub_conn_id = ec2hub_conn_id
         self.poll_interval = poll_interval
@@ -88,6 +92,7 @@ class NotebookJobOperator(BaseOperator):
             timeout=self.timeout,
             output_formats=self.output_formats,
             spot=self.spot,
+            with_folder=self.with_folder,
         )
         self.job_id = created["job_id"]
         self.log.info(

@@ -35,7 +35,10 @@ def test_a_job_runs_a_notebook_of_the_owners_folder_with_its_size_parameters_and
     assert body["input_path"] == "pipelines/02-etl.ipynb" and body["input_filename"] == "02-etl.ipynb"
     assert body["compute_type"] == "medium" and body["timeout_seconds"] == 600 and body["max_retries"] == 0
     assert body["parameters"] == {"rows": "1000", "day": "'2026-12-01'"}
+    assert body["package_input_folder"] is False, "the notebook alone, unless asked"
     assert Ec2hubHook().get_job(created["job_id"])["status"] == "IN_PROGRESS"
+    create(Ec2hubHook(), with_folder=True)
+    assert jobs_service.bodies[-1]["package_input_folder"] is True
 
 
 def test_a_token_without_access_gets_the_services_message(jobs_service):
