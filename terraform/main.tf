@@ -15,6 +15,10 @@ locals {
   log_group_name = "/ec2hub/${var.name}/hub"
   tags           = merge(var.tags, { "ec2hub:deployment" = var.name })
 
+  # The hub module's hub_api_port (JupyterHub's hub port, which user servers call back to); MWAA's
+  # workers reach it too (tests/terraform/test_mwaa_plan.py checks that the two agree).
+  hub_api_port = 8081
+
   # What the hub reads (hub/settings.py); the hub module adds EC2HUB_SECURITY_GROUP_IDS (its user and
   # cluster groups), the Dask gateway's ports and the jobs service's port, which its security groups open.
   base_environment = merge(var.hub_environment, {
@@ -137,4 +141,38 @@ module "costs" {
   monthly_budget_usd   = var.monthly_budget_usd
   alarm_emails         = var.alarm_emails
   tags                 = local.tags
+}
+
+# Apache Airflow on MWAA, off by default (its fixed cost). Its tasks reach the hub as user servers do:
+# the hub API, the jobs service and the Dask gateway's two ports.
+module "mwaa" {
+  source = "./modules/mwaa"
+  count  = var.mwaa_enabled ? 1 : 0
+
+  name       = var.name
+  account_id = data.aws_caller_identity.current.account_id
+  bucket     = "${var.name}-airflow-${data.aws_caller_identity.current.account_id}-${data.aws_region.current.name}"
+  # Everything in the DAGs bucket is a copy: the DAGs of pipelines/dags, requirements.txt and
+  # plugins.zip from Terraform.
+  force_destroy = true
+
+  vpc_id                = module.network.vpc_id
+  subnet_ids            = slice(module.network.private_subnet_ids, 0, 2)
+  hub_security_group_id = module.hub.hub_security_group_id
+  hub_ports = {
+    hub-api      = local.hub_api_port
+    jobs         = var.jobs_port
+    gateway-http = var.gateway_ports.http
+    gateway-tcp  = var.gateway_ports.tcp
+  }
+
+  create_environment        = var.mwaa.create_environment
+  airflow_version           = var.mwaa.airflow_version
+  environment_class         = var.mwaa.environment_class
+  max_workers               = var.mwaa.max_workers
+  requirements              = var.mwaa.requirements
+  plugins_zip               = var.mwaa.plugins_zip
+  webserver_allowed_cidrs   = var.mwaa.webserver_allowed_cidrs
+  connections_secret_prefix = var.mwaa.connections_secret_prefix
+  tags                      = local.tags
 }

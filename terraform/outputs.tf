@@ -77,3 +77,33 @@ output "budget_name" {
   description = "Name of the monthly AWS Budgets budget on the hub's spend (monthly_budget_usd); null without it."
   value       = module.costs.budget_name
 }
+
+output "mwaa_bucket" {
+  description = "MWAA's DAGs bucket (`aws s3 sync pipelines/dags s3://<bucket>/dags/`); null without mwaa_enabled."
+  value       = one(module.mwaa[*].bucket)
+}
+
+output "mwaa_environment_name" {
+  description = "Name of the MWAA environment; null without mwaa_enabled."
+  value       = one(module.mwaa[*].environment_name)
+}
+
+output "mwaa_webserver_url" {
+  description = "Host of the private Airflow UI; null without mwaa_enabled or mwaa.create_environment."
+  value       = one(module.mwaa[*].webserver_url)
+}
+
+output "mwaa_execution_role_arn" {
+  description = "ARN of MWAA's execution role; null without mwaa_enabled."
+  value       = one(module.mwaa[*].execution_role_arn)
+}
+
+output "mwaa_security_group_id" {
+  description = "Security group of MWAA's workers, which the hub's group admits on its API, jobs and Dask gateway ports; null without mwaa_enabled."
+  value       = one(module.mwaa[*].security_group_id)
+}
+
+output "mwaa_connections_secret_prefix" {
+  description = "Secrets Manager prefix of Airflow's connections on MWAA (the ec2hub connection: `<prefix>/ec2hub_default`); null without mwaa_enabled."
+  value       = one(module.mwaa[*].connections_secret_prefix)
+}

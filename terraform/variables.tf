@@ -362,3 +362,31 @@ variable "tags" {
     error_message = "Tag keys must be at most 128 characters."
   }
 }
+
+variable "mwaa_enabled" {
+  description = "Whether to deploy Amazon MWAA for the ec2hub Airflow provider (pipelines/): a DAGs bucket, an execution role without access to users' data, a security group that reaches the hub's API, jobs and Dask gateway ports, and the environment. Off by default: an environment costs from creation, whether DAGs run or not (mw1.small about 0.49 USD/hour, some 360 USD/month, in us-east-1). Needs enable_nat_gateway (MWAA reaches its AWS services and PyPI through it)."
+  type        = bool
+  default     = false
+  nullable    = false
+
+  validation {
+    condition     = !var.mwaa_enabled || var.enable_nat_gateway
+    error_message = "mwaa_enabled needs enable_nat_gateway = true: MWAA in the private subnets reaches SQS, CloudWatch, KMS, Secrets Manager and PyPI through the NAT gateway."
+  }
+}
+
+variable "mwaa" {
+  description = "Settings of MWAA when mwaa_enabled (unset ones take modules/mwaa's defaults): `create_environment` (false keeps the bucket, role and network rules without the environment and its cost), `airflow_version` (an Airflow 3 version MWAA offers, default 3.3.2), `environment_class` (default mw1.small), `max_workers` (default 2), `requirements` (lines of requirements.txt, e.g. the ec2hub-airflow wheel in plugins.zip), `plugins_zip` (path of a local plugins.zip to upload), `webserver_allowed_cidrs` (ranges, e.g. a VPN, that may open the private Airflow UI), `connections_secret_prefix` (default airflow/connections)."
+  type = object({
+    create_environment        = optional(bool)
+    airflow_version           = optional(string)
+    environment_class         = optional(string)
+    max_workers               = optional(number)
+    requirements              = optional(list(string))
+    plugins_zip               = optional(string)
+    webserver_allowed_cidrs   = optional(list(string))
+    connections_secret_prefix = optional(string)
+  })
+  default  = {}
+  nullable = false
+}
