@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test install install-test system-packages system-packages-test lint clean
+.PHONY: up airflow test install install-test system-packages system-packages-test lint clean
 
 # Everything installs into the repository: .venv for Python, node_modules for the proxy.
 # The local cloud boots its instances from this venv, so it also carries the user environment (the
@@ -98,6 +98,11 @@ install-test: install system-packages-test $(VENV)/.installed-test .venv-checkov
 
 up: install
 	$(PY) -m localcloud.up
+
+# Apache Airflow standalone beside `make up` (run that first, in another terminal), with the WISDM
+# pipeline and its connection to the hub made for the admin (localcloud/airflow.py).
+airflow: install .venv-airflow/.installed
+	$(PY) -m localcloud.airflow
 
 lint: install-test
 	$(VENV)/bin/ruff check .
