@@ -18,6 +18,8 @@ from pathlib import Path
 import boto3
 import requests
 
+from hub.gateway import PREFIX as GATEWAY_PREFIX
+from hub.gateway import addresses
 from hub.settings import REPO_ROOT, Settings
 
 AIRFLOW = REPO_ROOT / ".venv-airflow" / "bin" / "airflow"
@@ -109,6 +111,12 @@ def main() -> int:
     except NotReady as e:
         print(f"ec2hub airflow: {e}", file=sys.stderr)
         return 1
+    # The Dask gateway as the admin's server sees it (DaskClusterOperator, the ETL's `etl_on=dask`).
+    where = addresses(settings, os.environ)
+    gateway = {
+        "gateway_address": f"{where.http_url}{GATEWAY_PREFIX}",
+        "gateway_proxy_address": where.tcp_address,
+    }
     home = Path(settings.state_dir) / "airflow"
     port = os.environ.get("EC2HUB_AIRFLOW_PORT", "8080")
     env = {
@@ -118,7 +126,7 @@ def main() -> int:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__API__PORT": port,
         "AIRFLOW_CONN_EC2HUB_DEFAULT": json.dumps(
-            {"conn_type": "ec2hub", "host": settings.url, "password": token}
+            {"conn_type": "ec2hub", "host": settings.url, "password": token, "extra": json.dumps(gateway)}
         ),
     }
     print(

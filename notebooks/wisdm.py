@@ -187,6 +187,59 @@ def raw_path(subject: int, device: str, sensor: str) -> str:
     return f"{device}/{sensor}/data_{subject}_{sensor}_{device}.txt"
 
 
+# The dataset's own archive (UCI's zip holds the dataset's zip, which holds raw/...).
+ARCHIVE_URL = (
+    "https://archive.ics.uci.edu/static/public/507/"
+    "wisdm+smartphone+and+smartwatch+activity+and+biometrics+dataset.zip"
+)
+_ARCHIVE_MEMBER = re.compile(r"(?:^|/)raw/(phone|watch)/(accel|gyro)/data_(\d+)_\2_\1\.txt$")
+
+
+def fetch_raw(archive_url: str, dest: str, storage_options: dict | None = None, timeout: float = 60.0) -> int:
+    """The real dataset's raw files from its archive (a zip, zips inside it unpacked too) into `dest`,
+    in the raw layout; how many files. OSError when the archive cannot be fetched or read."""
+    import zipfile
+
+    import fsspec
+
+    try:
+        if archive_url.startswith(("http://", "https://")):
+            import requests
+
+            response = requests.get(archive_url, timeout=timeout)
+            response.raise_for_status()
+            data = response.content
+        else:
+            with fsspec.open(archive_url, "rb") as f:
+                data = f.read()
+        fs, root = fsspec.core.url_to_fs(dest, **(storage_options or {}))
+        return _unpack(zipfile.ZipFile(io.BytesIO(data)), fs, root)
+    except zipfile.BadZipFile as e:
+        raise OSError(f"{archive_url} is not a zip archive: {e}") from e
+    except Exception as e:  # no network, a refusal, a timeout, no such file
+        raise OSError(f"{archive_url}: {type(e).__name__}: {e}") from e
+
+
+def _unpack(archive, fs, root: str) -> int:
+    import zipfile
+
+    count = 0
+    for name in archive.namelist():
+        if name.endswith(".zip"):
+            count += _unpack(zipfile.ZipFile(io.BytesIO(archive.read(name))), fs, root)
+            continue
+        found = _ARCHIVE_MEMBER.search(name)
+        if found is None:
+            continue
+        device, sensor, subject = found.group(1), found.group(2), int(found.group(3))
+        path = posixpath.join(root, raw_path(subject, device, sensor))
+        _make_folder(fs, posixpath.dirname(path))
+        with fs.open(path, "wb") as f:
+            f.write(archive.read(name))
+        count += 1
+    return count
+
+
 def generate_raw(
     dest: str,
     subjects: int = 51,
