@@ -112,15 +112,17 @@ def main() -> int:
         print(f"ec2hub airflow: {e}", file=sys.stderr)
         return 1
     # The Dask gateway as the admin's server sees it (DaskClusterOperator, the ETL's `etl_on=dask`).
-    where = addresses(settings, os.environ)
+    listening = addresses(settings, os.environ)
     gateway = {
-        "gateway_address": f"{where.http_url}{GATEWAY_PREFIX}",
-        "gateway_proxy_address": where.tcp_address,
+        "gateway_address": f"{listening.http_url}{GATEWAY_PREFIX}",
+        "gateway_proxy_address": listening.tcp_address,
     }
     home = Path(settings.state_dir) / "airflow"
     port = os.environ.get("EC2HUB_AIRFLOW_PORT", "8080")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EC2HUB_"))},
+        # `airflow standalone` starts its parts by name.
+        "PATH": os.pathsep.join([str(AIRFLOW.parent), os.environ.get("PATH", "")]),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "pipelines" / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
