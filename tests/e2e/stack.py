@@ -17,7 +17,7 @@ from urllib.parse import quote, urlparse
 import boto3
 import requests
 
-from localcloud.up import Stack
+from localcloud.up import Stack, StartError
 
 
 def free_port() -> int:
@@ -31,10 +31,17 @@ def free_port() -> int:
 LISTEN_PORTS = (20000, 32000)
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def listen_port() -> int:
-    """A port for a stack's listener: free now, outside the range outgoing connections draw from."""
+    """A port for a stack's listener: free now, outside the range outgoing connections draw from,
+    and never given before in this test run (a stack asks for ten before it binds any of them)."""
     while True:
         port = random.randrange(*LISTEN_PORTS)
+        if port in _GIVEN_PORTS:
+            continue
+        _GIVEN_PORTS.add(port)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -72,7 +79,13 @@ def running_stack(tmp_path_factory, subnet_base: int, **settings: str) -> Iterat
     env = {**stack_env(state, subnet_base), **settings}
     with (state / "stack.log").open("w") as log:
         stack = Stack(env, output=log)
-        stack.start()
+        try:
+            stack.start()
+        except StartError as error:
+            # The log's end says why (a port taken, a traceback): in the report, not only on disk.
+            log.flush()
+            tail = (state / "stack.log").read_text(errors="replace").splitlines()[-60:]
+            raise StartError(f"{error}; the end of {state / 'stack.log'}:\n" + "\n".join(tail)) from error
         try:
             yield stack
         finally:
