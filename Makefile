@@ -110,7 +110,7 @@ lint: install-test
 
 test: install-test
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 	.venv-airflow/bin/python -m pytest pipelines/tests
 
 clean:

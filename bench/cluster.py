@@ -60,7 +60,7 @@ from tests.e2e.kernel import Kernel  # noqa: E402
 from tests.e2e.stack import (  # noqa: E402
     approved_user,
     aws_client,
-    free_port,
+    listen_port,
     processes_under,
     stack_env,
     wait_for,
@@ -384,7 +384,7 @@ class LocalBackend(Backend):
 @contextlib.contextmanager
 def baseline_gateway(folder: Path, log: Path):
     """dask-gateway-server with its local-process backend on free loopback ports."""
-    ports = {"api": free_port(), "http": free_port(), "tcp": free_port()}
+    ports = {"api": listen_port(), "http": listen_port(), "tcp": listen_port()}
     password = secrets.token_urlsafe(16)
     clusters = folder / "clusters"
     clusters.mkdir(parents=True)

@@ -21,7 +21,7 @@ from hub.settings import Settings, SettingsError
 from localcloud.up import Stack
 from tests.browser.conftest import screenshot
 from tests.browser.oidc_provider import Account, OIDCProvider
-from tests.e2e.stack import free_port, stack_env
+from tests.e2e.stack import listen_port, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -188,7 +188,7 @@ def test_explicit_urls_need_no_issuer():
 
 
 def test_an_unreachable_issuer_stops_the_hub_with_the_variable_to_fix():
-    issuer = f"http://127.0.0.1:{free_port()}"
+    issuer = f"http://127.0.0.1:{listen_port()}"
     with pytest.raises(
         SettingsError, match=r"Could not read .*/\.well-known/openid-configuration.*EC2HUB_OAUTH_ISSUER"
     ):

@@ -96,7 +96,9 @@ def test_alice_picks_a_size_watches_progress_and_lands_in_jupyterlab(stack, new_
     expect(page.get_by_text(NEWS_QUESTION)).to_have_count(0)
 
     # Stop from the hub's home page, come back on a larger size: same instance, changed in place.
-    page.goto(f"{stack.settings.url}/hub/home")
+    # The button's handler comes with the page's scripts, which load after the page itself: a click
+    # before them does nothing.
+    page.goto(f"{stack.settings.url}/hub/home", wait_until="networkidle")
     page.click("#stop")
     expect(page.locator("#stop")).to_be_hidden(timeout=120_000)
     expect(page.locator("#start")).to_have_text("Start My Server", timeout=120_000)

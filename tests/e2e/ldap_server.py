@@ -15,7 +15,7 @@ from pathlib import Path
 import ldap3
 from ldap3.core.exceptions import LDAPException
 
-from tests.e2e.stack import free_port, wait_for
+from tests.e2e.stack import listen_port, wait_for
 from tests.missing import missing
 
 SLAPD = Path("/usr/sbin/slapd")
@@ -134,7 +134,7 @@ class Slapd:
         tls: bool = False,
     ) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = listen_port()
         self.admin_password = secrets.token_urlsafe(16)  # of ADMIN_DN, slapd's root account
         self.process: subprocess.Popen | None = None
         self.log_path = root / "slapd.log"

@@ -19,26 +19,33 @@ import requests
 
 from localcloud.up import Stack, StartError
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Ports for the stacks' listeners come from below the kernel's ephemeral range (32768-60999 here):
 # a port picked from that range can be taken by an outgoing connection before the stack binds it.
 LISTEN_PORTS = (20000, 32000)
 
 
+def worker_ports(worker: str, workers: int) -> tuple[int, int]:
+    """The part of LISTEN_PORTS for one of the run's pytest-xdist workers ("gw0", "gw1", ...; "" when
+    the run has no workers), so that two workers never hand out the same port."""
+    low, high = LISTEN_PORTS
+    if not worker:
+        return low, high
+    index, share = int(worker.removeprefix("gw")), (high - low) // workers
+    return low + index * share, low + (index + 1) * share
+
+
+_PORTS = worker_ports(
+    os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+)
 _GIVEN_PORTS: set[int] = set()
 
 
 def listen_port() -> int:
-    """A port for a stack's listener: free now, outside the range outgoing connections draw from,
-    and never given before in this test run (a stack asks for ten before it binds any of them)."""
+    """A port for a listener: free now, outside the range outgoing connections draw from, in this
+    worker's part of it, and never given before in this test run (a stack asks for ten before it
+    binds any of them)."""
     while True:
-        port = random.randrange(*LISTEN_PORTS)
+        port = random.randrange(*_PORTS)
         if port in _GIVEN_PORTS:
             continue
         _GIVEN_PORTS.add(port)

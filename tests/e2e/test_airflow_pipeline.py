@@ -21,7 +21,7 @@ from hub.gateway import PREFIX as GATEWAY_PREFIX
 from hub.gateway import addresses
 from hub.settings import REPO_ROOT
 from tests.browser.conftest import browser, new_page, screenshot  # noqa: F401 (fixtures)
-from tests.e2e.stack import approved_user, aws_client, free_port, running_stack, wait_for
+from tests.e2e.stack import approved_user, aws_client, listen_port, running_stack, wait_for
 
 AIRFLOW = REPO_ROOT / ".venv-airflow" / "bin" / "airflow"
 FOLDER = "users/alice/pipelines/wisdm/"
@@ -160,7 +160,7 @@ def running_job_instances(stack) -> list[dict]:
 def airflow_ui(env: dict[str, str]) -> Iterator[str]:
     """Airflow's API server and UI over the state in `env` (every visitor an admin, as in a local
     trial); its URL."""
-    port = free_port()
+    port = listen_port()
     env = {**env, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
     # The DAG as the UI reads it (a scheduler's DAG processor would write it).
     reserialize = [str(AIRFLOW), "dags", "reserialize"]

@@ -486,9 +486,11 @@ def test_alice_creates_a_job_in_jupyterlab_watches_it_complete_and_opens_its_out
     page.get_by_role("menuitem", name="Create Job").click()
 
     name = "WISDM ETL from the browser"
-    # The form names the job after the notebook once it has loaded: the name is typed over that.
+    # The form names the job after the notebook once it has loaded, and writes its model again when
+    # the compute types arrive: the name is typed over the form's once both are there.
     job_name = page.locator("#jp-create-job-jobName")
     expect(job_name).to_have_value("02-wisdm-etl")
+    expect(page.get_by_role("button", name=alice.compute_type("small"))).to_be_visible()
     job_name.fill(name)
     expect(job_name).to_have_value(name)
     expect(page.locator("#jp-create-job-inputFile")).to_have_value("etl/02-wisdm-etl.ipynb")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import requests
 
 from localcloud.up import Stack
-from tests.e2e.stack import HubClient, admin_client, aws_client, free_port, running_stack, wait_for
+from tests.e2e.stack import HubClient, admin_client, aws_client, listen_port, running_stack, wait_for
 
 # What the whole run tried and found; printed at the end of the session (see conftest.py).
 LEDGER = {"faults tried": 0, "instances leaked": 0, "homes lost": 0}
@@ -20,7 +20,7 @@ BILLED = ("pending", "running")
 def fault_settings(**settings: str) -> dict[str, str]:
     """The fault switches on and the hub's timings shortened for tests (`settings` on top)."""
     return {
-        "EC2HUB_FAULTS_PORT": str(free_port()),
+        "EC2HUB_FAULTS_PORT": str(listen_port()),
         # Room for botocore's backoff (up to ~30 s over six tries) and a boot.
         "EC2HUB_START_TIMEOUT": "60",
         "EC2HUB_HTTP_TIMEOUT": "60",

@@ -318,21 +318,19 @@ async def test_a_boot_that_ends_is_a_clear_failure_shown_by_the_hubs_pages(accou
 class OnLoopback(EC2Spawner):
     """The instance's address is a loopback one where nothing listens (the server died)."""
 
-    async def _describe(self, instance_id):
-        instance = await super()._describe(instance_id)
-        if instance is not None:
-            instance["PrivateIpAddress"] = "127.0.0.1"
-        return instance
+    async def _polled_instance(self):
+        instance = await super()._polled_instance()
+        return None if instance is None else {**instance, "PrivateIpAddress": "127.0.0.1"}
 
 
 async def test_a_running_server_that_stops_answering_is_dead_after_repeated_checks(account):
     from jupyterhub.objects import Server
 
-    from tests.e2e.stack import free_port
+    from tests.e2e.stack import listen_port
 
     spawner = make_spawner(account, cls=OnLoopback, unreachable_checks=2, server_check_timeout=1)
     await spawner.start()
-    spawner.server_port = free_port()  # nothing listens there
+    spawner.server_port = listen_port()  # nothing listens there
     spawner.server = Server(ip="127.0.0.1", port=spawner.server_port, base_url="/user/alice/")
     assert await spawner.poll() is None, "one missed check is not enough"
     assert await spawner.poll() == 0, "two in a row: dead"
