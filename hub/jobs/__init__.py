@@ -12,9 +12,10 @@ Settings (environment of the hub):
 - EC2HUB_JOBS_PORT: where the service listens on the hub machine (default the hub's API port + 106);
   user instances reach it there, to submit jobs and to report their runs.
 - EC2HUB_JOBS_DB_URL: its database (default SQLite in the hub's state folder).
-- EC2HUB_JOBS_LIMITS ({"max_concurrent": 4, "max_timeout": 86400}) and EC2HUB_JOBS_GROUP_LIMITS
-  ({"group": {...}}): jobs running at once per user and the longest timeout in seconds; a user gets
-  the largest of their groups' values. The sizes a user's jobs may have are the sizes of their groups
+- EC2HUB_JOBS_LIMITS ({"max_concurrent": 4, "max_queued": 50, "max_timeout": 86400}) and
+  EC2HUB_JOBS_GROUP_LIMITS ({"group": {...}}): jobs running at once per user, jobs waiting to run
+  (created or queued) per user, and the longest timeout in seconds; a user gets the largest of their
+  groups' values. The sizes a user's jobs may have are the sizes of their groups
   (c.EC2Spawner.profiles).
 - EC2HUB_JOBS_PERIOD: seconds between the service's rounds (schedules, runs, queue; default 10).
 """
@@ -42,7 +43,7 @@ PREFIX = f"/services/{SERVICE_NAME}/"
 SERVICE_SCOPES = ["read:users:name", "read:users:groups", "read:groups"]
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 PORT_OFFSET = 106
-LIMIT_NAMES = ("max_concurrent", "max_timeout")
+LIMIT_NAMES = ("max_concurrent", "max_queued", "max_timeout")
 
 
 def jobs_enabled(env: Mapping[str, str]) -> bool:

@@ -20,8 +20,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from tornado import web
 
-from hub.jobs.runner import SORTABLE, JobError, Jobs, sort_key
+from hub.jobs.checks import SORTABLE, JobError, sort_key
+from hub.jobs.runner import Jobs
 from hub.jobs.store import ENDED, IN_PROGRESS, QUEUED, STOPPING
+from hub.jobs.views import definition_model, job_model
 
 log = logging.getLogger("ec2hub.jobs")
 
@@ -143,7 +145,7 @@ class JobList(PersonHandler):
         except ValueError:
             raise JobError("start_time is a number of milliseconds.") from None
         models = [
-            self.jobs.describe(j)
+            job_model(j, self.jobs.clock())
             for j in self.jobs.store.jobs(owner=self.user)
             if (not status or j.status == status)
             and (not name or j.name.startswith(name))
@@ -160,7 +162,10 @@ class JobList(PersonHandler):
     async def post(self) -> None:
         body = self.body()
         job = await self.jobs.create_job(self.user, self.groups, body)
-        created = {"job_id": job.job_id, "input_prefix": self.jobs.describe(job)["output_prefix"] + "input/"}
+        created = {
+            "job_id": job.job_id,
+            "input_prefix": job_model(job, self.jobs.clock())["output_prefix"] + "input/",
+        }
         if body.get("input_path") is not None:
             # Read from the user's folder, queued already: there is nothing to stage.
             created = {"job_id": job.job_id, "input_path": body["input_path"], "status": job.status}
@@ -175,7 +180,7 @@ class JobCount(PersonHandler):
 
 class JobItem(PersonHandler):
     def get(self, job_id: str) -> None:
-        self.write_json(self.jobs.describe(self.own_job(job_id)))
+        self.write_json(job_model(self.own_job(job_id), self.jobs.clock()))
 
     def patch(self, job_id: str) -> None:
         job = self.own_job(job_id)
@@ -199,14 +204,14 @@ class JobItem(PersonHandler):
 class JobStart(PersonHandler):
     async def post(self, job_id: str) -> None:
         job = self.jobs.start_job(self.own_job(job_id), self.body().get("packaged_files"))
-        self.write_json(self.jobs.describe(job))
+        self.write_json(job_model(job, self.jobs.clock()))
         await self.jobs.tick()
 
 
 class JobStop(PersonHandler):
     async def post(self, job_id: str) -> None:
         job = await self.jobs.stop_job(self.own_job(job_id))
-        self.write_json(self.jobs.describe(job))
+        self.write_json(job_model(job, self.jobs.clock()))
 
 
 class DefinitionList(PersonHandler):
@@ -214,7 +219,7 @@ class DefinitionList(PersonHandler):
         query = self.get_query_argument
         name = query("name", None)
         models = [
-            self.jobs.describe_definition(d)
+            definition_model(d)
             for d in self.jobs.store.definitions(owner=self.user)
             if d.staged and (not name or d.name.startswith(name))
         ]
@@ -226,7 +231,7 @@ class DefinitionList(PersonHandler):
 
     async def post(self) -> None:
         definition = await self.jobs.create_definition(self.user, self.groups, self.body())
-        model = self.jobs.describe_definition(definition)
+        model = definition_model(definition)
         self.write_json(
             {"job_definition_id": definition.job_definition_id, "input_prefix": model["input_prefix"]}, 201
         )
@@ -234,7 +239,7 @@ class DefinitionList(PersonHandler):
 
 class DefinitionItem(PersonHandler):
     def get(self, definition_id: str) -> None:
-        self.write_json(self.jobs.describe_definition(self.own_definition(definition_id)))
+        self.write_json(definition_model(self.own_definition(definition_id)))
 
     def patch(self, definition_id: str) -> None:
         self.jobs.update_definition(self.own_definition(definition_id), self.groups, self.body())
@@ -251,7 +256,7 @@ class DefinitionStart(PersonHandler):
     def post(self, definition_id: str) -> None:
         definition = self.own_definition(definition_id)
         self.jobs.start_definition(definition, self.body().get("packaged_files"))
-        self.write_json(self.jobs.describe_definition(definition))
+        self.write_json(definition_model(definition))
 
 
 class DefinitionRun(PersonHandler):

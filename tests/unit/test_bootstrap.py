@@ -32,6 +32,17 @@ def bootstrap():
     return module
 
 
+@pytest.fixture
+def job():
+    """The bootstrap's notebook job (ec2hub_job.py beside it), as the bootstrap imports it."""
+    sys.path.insert(0, str(REPO_ROOT / "images" / "bootstrap"))
+    try:
+        import ec2hub_job
+    finally:
+        sys.path.pop(0)
+    return ec2hub_job
+
+
 def test_without_s3fs_the_home_gets_a_note_instead_of_a_mount(bootstrap, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.setenv("EC2HUB_BUCKET", "data")
@@ -183,12 +194,12 @@ def job_settings(jobs_service, input_name, formats=("ipynb", "html"), parameters
     }
 
 
-def run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs):
+def run_job(job, account, tmp_path, monkeypatch, settings, inputs):
     monkeypatch.setenv("EC2HUB_BUCKET", "unit-data")
     for name, content in inputs.items():
         account.s3.put_object(Bucket="unit-data", Key=JOB_PREFIX + "input/" + name, Body=content)
-    work = tmp_path / "home" / bootstrap.JOBS_DIR / "j1"
-    bootstrap.run_notebook_job(settings, str(work), account.s3)
+    work = tmp_path / "home" / ".ec2hub-jobs" / "j1"
+    job.run_notebook_job(settings, str(work), account.s3)
     return work
 
 
@@ -197,7 +208,7 @@ def saved(account, name):
 
 
 def test_a_job_runs_its_notebook_with_its_parameters_and_saves_and_reports_the_results(
-    bootstrap, account, tmp_path, monkeypatch, jobs_service
+    job, account, tmp_path, monkeypatch, jobs_service
 ):
     # The notebook was packaged with its folder: it reads a file beside it, by a relative path.
     inputs = {
@@ -210,7 +221,7 @@ def test_a_job_runs_its_notebook_with_its_parameters_and_saves_and_reports_the_r
     }
     settings = job_settings(jobs_service, "project/report.ipynb", parameters={"n": "3", "word": "hello"})
 
-    run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+    run_job(job, account, tmp_path, monkeypatch, settings, inputs)
 
     executed = nbformat.reads(saved(account, "report.ipynb")["Body"].read().decode(), as_version=4)
     printed = [output.get("text") for cell in executed.cells for output in cell.get("outputs", [])]
@@ -240,12 +251,12 @@ def test_a_job_runs_its_notebook_with_its_parameters_and_saves_and_reports_the_r
 
 
 def test_a_failing_notebook_ends_failed_with_the_error_and_what_ran_is_saved(
-    bootstrap, account, tmp_path, monkeypatch, jobs_service
+    job, account, tmp_path, monkeypatch, jobs_service
 ):
     inputs = {"fail.ipynb": notebook("print('before the error')", "raise ValueError('bad row')")}
     settings = job_settings(jobs_service, "fail.ipynb", formats=["ipynb"])
 
-    run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+    run_job(job, account, tmp_path, monkeypatch, settings, inputs)
 
     report = jobs_service.reports[-1].body
     assert report["status"] == "FAILED"
@@ -273,23 +284,23 @@ def test_a_failing_notebook_ends_failed_with_the_error_and_what_ran_is_saved(
         ("", ""),
     ],
 )
-def test_job_parameters_are_python_literals_or_else_plain_text(bootstrap, text, value):
-    assert bootstrap.job_parameters({"p": text}) == {"p": value}
+def test_job_parameters_are_python_literals_or_else_plain_text(job, text, value):
+    assert job.job_parameters({"p": text}) == {"p": value}
 
 
 @pytest.mark.parametrize("key", ["../escape.py", "a/../../escape.py", "/etc/passwd", ".."])
-def test_an_input_path_that_leads_out_of_the_jobs_folder_is_refused(bootstrap, tmp_path, key):
+def test_an_input_path_that_leads_out_of_the_jobs_folder_is_refused(job, tmp_path, key):
     with pytest.raises(ValueError, match="refused"):
-        bootstrap.inside(str(tmp_path), key)
+        job.inside(str(tmp_path), key)
 
 
 def test_a_job_with_an_escaping_input_key_fails_and_writes_nothing_outside(
-    bootstrap, account, tmp_path, monkeypatch, jobs_service
+    job, account, tmp_path, monkeypatch, jobs_service
 ):
     inputs = {"report.ipynb": notebook("print('never')"), "../escape.py": "print('out')"}
     settings = job_settings(jobs_service, "report.ipynb")
 
-    work = run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+    work = run_job(job, account, tmp_path, monkeypatch, settings, inputs)
 
     [finished] = jobs_service.reports  # nothing ran: no start to report
     assert finished.body["status"] == "FAILED" and "refused" in finished.body["status_message"]
@@ -298,34 +309,32 @@ def test_a_job_with_an_escaping_input_key_fails_and_writes_nothing_outside(
 
 
 def test_a_job_of_a_notebook_in_the_users_folder_reads_that_notebook_alone(
-    bootstrap, account, tmp_path, monkeypatch, jobs_service
+    job, account, tmp_path, monkeypatch, jobs_service
 ):
     inputs = {"report.ipynb": notebook("print('ran alone')"), "big/data.csv": "x\n" * 1000}
     settings = job_settings(jobs_service, "report.ipynb", formats=("ipynb",))
     settings["job"]["input_folder"] = False
 
-    work = run_job(bootstrap, account, tmp_path, monkeypatch, settings, inputs)
+    work = run_job(job, account, tmp_path, monkeypatch, settings, inputs)
 
     assert jobs_service.reports[-1].body["status"] == "COMPLETED"
     assert not list(work.rglob("data.csv")), "only the notebook is downloaded"
     assert "ran alone" in saved(account, "report.ipynb")["Body"].read().decode()
 
     settings["job"]["input_name"] = "gone.ipynb"
-    run_job(bootstrap, account, tmp_path / "again", monkeypatch, settings, {})
+    run_job(job, account, tmp_path / "again", monkeypatch, settings, {})
     message = jobs_service.reports[-1].body["status_message"]
     assert message == f"FileNotFoundError: no notebook at s3://unit-data/{JOB_PREFIX}input/gone.ipynb"
 
 
-def test_a_report_is_retried_while_the_service_is_away_and_a_refusal_is_final(
-    bootstrap, jobs_service, monkeypatch
-):
-    monkeypatch.setattr(bootstrap, "REPORT_DELAY", 0.01)
+def test_a_report_is_retried_while_the_service_is_away_and_a_refusal_is_final(job, jobs_service, monkeypatch):
+    monkeypatch.setattr(job, "REPORT_DELAY", 0.01)
     jobs_service.answers[:] = [503, 502]
-    assert bootstrap.post_report(jobs_service.url + "/finished", SECRET, {"status": "COMPLETED"}, 5)
+    assert job.post_report(jobs_service.url + "/finished", SECRET, {"status": "COMPLETED"}, 5)
     assert len(jobs_service.reports) == 3
 
     jobs_service.answers[:] = [403]
-    assert not bootstrap.post_report(jobs_service.url + "/finished", SECRET, {"status": "COMPLETED"}, 5)
+    assert not job.post_report(jobs_service.url + "/finished", SECRET, {"status": "COMPLETED"}, 5)
     assert len(jobs_service.reports) == 4
 
 

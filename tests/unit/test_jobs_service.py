@@ -17,21 +17,21 @@ from tornado.web import Application, HTTPError, RequestHandler
 
 from hub.hub_api import hub_groups
 from hub.jobs.app import make_app
-from hub.jobs.runner import (
+from hub.jobs.checks import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
     JobError,
-    Jobs,
     check_common,
     check_request,
     check_schedule,
     compute_type,
     due_time,
     limits_for,
-    report_digest,
     sort_key,
 )
+from hub.jobs.runner import Jobs, report_digest
 from hub.jobs.store import COMPLETED, CREATED, FAILED, IN_PROGRESS, QUEUED, STOPPED, Definition, Job, Store
+from hub.jobs.views import job_model
 from spawner.launcher import Launcher
 from spawner.owner import TAG_JOB, TAG_PURPOSE, TAG_USER, tags_of
 from spawner.profiles import DEFAULT_PROFILES, validate_profiles
@@ -209,7 +209,8 @@ def test_a_group_raises_a_limit_and_the_largest_of_several_groups_wins():
     per_group = {"physics": {"max_concurrent": 8}, "ml": {"max_concurrent": 16, "max_timeout": 2 * 86400}}
     assert limits_for([], {}, per_group) == DEFAULT_LIMITS
     assert limits_for(["physics"], {"max_concurrent": 2}, per_group)["max_concurrent"] == 8
-    assert limits_for(["physics", "ml"], {}, per_group) == {"max_concurrent": 16, "max_timeout": 2 * 86400}
+    both = limits_for(["physics", "ml"], {}, per_group)
+    assert both == {**DEFAULT_LIMITS, "max_concurrent": 16, "max_timeout": 2 * 86400}
     # A group's smaller limit never lowers the default.
     assert limits_for(["physics"], {"max_concurrent": 10}, per_group)["max_concurrent"] == 10
 
@@ -294,6 +295,29 @@ async def test_a_schedule_still_fires_after_its_size_is_repriced(local):
     assert [j.size for j in local.store.jobs(owner="alice")] == ["small"]
 
 
+async def test_jobs_waiting_to_run_stop_at_the_users_limit_and_a_schedule_skips_its_run(local):
+    local.limits = {"max_queued": 2}
+    local.group_limits = {"ml": {"max_queued": 3}}
+    first = await local.create_job("alice", [], NOTEBOOK)  # created: its input is being staged
+    await local.create_job("alice", [], {**NOTEBOOK, "input_path": "a.ipynb"})  # queued at once
+    with pytest.raises(JobError, match=r"as many jobs waiting to run as your groups allow \(2\)"):
+        await local.create_job("alice", [], NOTEBOOK)
+    assert (await local.create_job("bob", [], NOTEBOOK)).owner == "bob"  # bob's queue is his own
+    third = await local.create_job("alice", ["ml"], NOTEBOOK)  # in the group ml, she may have 3
+    await local.stop_job(third)
+
+    made = await local.create_definition("alice", [], {**NOTEBOOK, "schedule": "* * * * *"})
+    local.start_definition(made, [])
+    local.clock.advance(60)
+    await local.fire_schedules()  # refused: the run is skipped, the schedule goes on
+    assert not local.store.jobs(owner="alice", job_definition_id=made.job_definition_id)
+    await local.stop_job(first)  # one fewer waiting
+    local.clock.advance(60)
+    await local.fire_schedules()
+    [run] = local.store.jobs(owner="alice", job_definition_id=made.job_definition_id)
+    assert run.status == QUEUED
+
+
 def test_millisecond_times_fit_the_columns_of_postgresql():
     ddl = str(CreateTable(Job.__table__).compile(dialect=postgresql.dialect()))
     assert "create_time BIGINT" in ddl and "start_time BIGINT" in ddl
@@ -375,7 +399,7 @@ async def test_a_job_past_its_timeout_fails_and_its_instance_is_terminated(accou
     assert ended.status == FAILED and "ran past its timeout of 60 s" in ended.status_message
     assert state(account, ended.instance_id) in ("shutting-down", "terminated")
     assert service.failed == [job.job_id]
-    assert service.describe(ended)["duration"] == 61.0
+    assert job_model(ended, service.clock())["duration"] == 61.0
     with pytest.raises(account.ssm.exceptions.ParameterNotFound):
         account.ssm.get_parameter(Name=service.parameter(ended))
 
@@ -535,6 +559,10 @@ async def test_refusals_are_json_messages_with_their_status(api):
     assert response.headers["Content-Type"] == "application/json"
     response = await api("api/jobs", "alice", "POST", {**NOTEBOOK, "size": "gpu"})
     assert response.code == 403 and "Sizes you may use: small, medium, large." in message(response)
+    api.jobs.limits = {"max_queued": 1}
+    assert (await api("api/jobs", "alice", "POST", NOTEBOOK)).code == 201
+    response = await api("api/jobs", "alice", "POST", NOTEBOOK)
+    assert response.code == 429 and "allow (1): wait for some to start" in message(response)
     assert (await api("api/jobs", "gina", "POST", {**NOTEBOOK, "size": "gpu"})).code == 201
     assert (await api("api/nothing-here", "alice")).code == 404
 
