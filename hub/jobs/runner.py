@@ -190,18 +190,20 @@ class Jobs:
             body = {**body, "input_filename": filename}
         common = check_common(body)
         request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
+        await self.check_budget(user, groups)
+        owner_id = await self.account_of(user)
+        # From here to the job's record nothing awaits: requests sent at once are counted one by one.
         token = body.get("idempotency_token") or None
         if token is not None:
             token = str(token)[:255]
             if self.store.jobs(owner=user, idempotency_token=token):
                 raise JobError(f"A job with the idempotency token {token!r} exists already.", 409)
         self.check_waiting(user, groups)
-        await self.check_budget(user, groups)
         job_id = str(uuid.uuid4())
         job = self.new_job(
             job_id,
             user,
-            await self.account_of(user),
+            owner_id,
             request,
             common,
             input_prefix=UserNames.of(user).prefix
@@ -583,8 +585,8 @@ class Jobs:
         }
         common = check_common(body)
         request = check_request(body, self.allowed_sizes(groups), self.quotas(groups))
-        self.check_waiting(definition.owner, groups)
         await self.check_budget(definition.owner, groups)
+        self.check_waiting(definition.owner, groups)  # nothing awaits from here to the job's record
         job_id = str(uuid.uuid4())
         job = self.new_job(
             job_id,

@@ -44,6 +44,8 @@ def listen_port() -> int:
     """A port for a listener: free now, outside the range outgoing connections draw from, in this
     worker's part of it, and never given before in this test run (a stack asks for ten before it
     binds any of them)."""
+    if len(_GIVEN_PORTS) >= _PORTS[1] - _PORTS[0]:
+        raise RuntimeError(f"every port of {_PORTS} was handed out in this run")
     while True:
         port = random.randrange(*_PORTS)
         if port in _GIVEN_PORTS:

@@ -15,7 +15,7 @@ ALLOWED = "You may pick: small, medium, large."
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory, subnet_base=230) as stack:
+    with running_stack(tmp_path_factory, subnet_base=198) as stack:
         yield stack
 
 

@@ -12,7 +12,7 @@ import requests
 from localcloud.up import Stack
 from tests.e2e.stack import HubClient, admin_client, aws_client, listen_port, running_stack, wait_for
 
-# What the whole run tried and found; printed at the end of the session (see conftest.py).
+# What the whole run tried and found; printed at the end of the session (see tests/conftest.py).
 LEDGER = {"faults tried": 0, "instances leaked": 0, "homes lost": 0}
 BILLED = ("pending", "running")
 

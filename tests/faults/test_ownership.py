@@ -26,7 +26,7 @@ RELAXED_RULE = r"^[a-z0-9*?][a-z0-9._@+*?-]{0,63}$"
 
 
 # What a stop does to an instance (EC2HUB_STOP_BEHAVIOUR), and the stack's subnets for each.
-STOP_BEHAVIOURS = {"stop": 250, "terminate": 254}
+STOP_BEHAVIOURS = {"stop": 170, "terminate": 254}
 
 
 @pytest.fixture(scope="module", params=sorted(STOP_BEHAVIOURS))

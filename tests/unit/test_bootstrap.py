@@ -363,6 +363,7 @@ def test_a_job_instance_reads_its_settings_from_ssm_and_its_kernel_sees_the_user
     account.ssm.put_parameter(Name=parameter, Value=json.dumps(settings), Type="SecureString")
     identity = {"instanceId": "i-0123", "instanceType": "t3.medium"}
 
+    monkeypatch.setattr(sys, "path", list(sys.path))  # run_job puts its own folder first
     bootstrap.run_job(identity, "us-east-1", parameter, token="unused")
 
     work = tmp_path / "home" / bootstrap.JOBS_DIR / "j1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -316,6 +317,26 @@ async def test_jobs_waiting_to_run_stop_at_the_users_limit_and_a_schedule_skips_
     await local.fire_schedules()
     [run] = local.store.jobs(owner="alice", job_definition_id=made.job_definition_id)
     assert run.status == QUEUED
+
+
+class SlowAccounts(NoAWS):
+    """Looking up an account lets other requests run meanwhile, as a call to AWS does."""
+
+    async def owner_id(self, user: str) -> str:
+        await asyncio.sleep(0)
+        return await super().owner_id(user)
+
+
+async def test_jobs_sent_at_once_are_counted_one_by_one_against_the_limit(store):
+    jobs = Jobs(store, SlowAccounts(), SIZES, report_url=REPORT_URL, groups_of=groups_of, clock=Clock())
+    jobs.limits = {"max_queued": 2}
+    sent = [jobs.create_job("alice", [], NOTEBOOK) for _ in range(5)]
+    outcomes = await asyncio.gather(*sent, return_exceptions=True)
+    assert len([o for o in outcomes if isinstance(o, Job)]) == 2
+    assert len([o for o in outcomes if isinstance(o, JobError) and o.status == 429]) == 3
+    same = [jobs.create_job("bob", [], {**NOTEBOOK, "idempotency_token": "t"}) for _ in range(3)]
+    outcomes = await asyncio.gather(*same, return_exceptions=True)
+    assert len([o for o in outcomes if isinstance(o, Job)]) == 1, "one job for one idempotency token"
 
 
 def test_millisecond_times_fit_the_columns_of_postgresql():

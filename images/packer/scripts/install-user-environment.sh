@@ -50,6 +50,8 @@ rm -rf /tmp/ec2hub-node
 # The bootstrap and what sits beside it; user-data runs `exec ec2hub-bootstrap` with cloud-init's
 # PATH, so a launcher in /usr/local/bin runs it with the environment's Python and tools.
 cp -r "$staged/bootstrap" /opt/ec2hub/bootstrap
+# The server's and a job's account read (import) what sits beside the bootstrap.
+chmod -R a+rX /opt/ec2hub/bootstrap
 chmod 0755 /opt/ec2hub/bootstrap/ec2hub-bootstrap
 install -m 0755 "$staged/files/ec2hub-bootstrap-launcher" /usr/local/bin/ec2hub-bootstrap
 
