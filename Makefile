@@ -108,9 +108,11 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# pytest on three workers (pytest-xdist), each taking whole test modules (a module's stack is its own):
+# a stack spends most of its time waiting on boots and kernels, so three share two cores well.
 test: install-test
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 3 --dist loadfile
 	.venv-airflow/bin/python -m pytest pipelines/tests
 
 clean:

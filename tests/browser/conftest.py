@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from hub.settings import REPO_ROOT
 from tests.missing import missing
@@ -22,6 +22,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# What a page shows may take a while on a loaded machine (JupyterLab loading beside other stacks):
+# each expectation waits up to this long (Playwright's default is 5 s).
+expect.set_options(timeout=30_000)
 
 SCREENSHOTS = Path(os.environ.get("EC2HUB_SCREENSHOTS_DIR") or REPO_ROOT / "docs" / "screenshots")
 

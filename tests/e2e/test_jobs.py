@@ -635,7 +635,7 @@ def test_over_his_groups_soft_limit_bob_sees_a_banner_and_his_jupyterlab_what_it
     sign_in(page, stack, "bob", USER_PASSWORD)
     page.wait_for_url("**/user/bob/lab**")
     status = page.locator("#ec2hub-costs-status")
-    expect(status).to_have_text(re.compile(r"^\$0\.192/h · \$\d+\.\d\d this month$"))
+    expect(status).to_have_text(re.compile(r"^\$0\.192/h · \$\d+\.\d\d this month$"), timeout=60_000)
     expect(status).to_have_class(re.compile("ec2hub-costs-warning"))
     expect(page.get_by_text("Nearing this month's budget: group watched").first).to_be_visible()
     screenshot(page, "costs-in-jupyterlab")
