@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -57,10 +58,25 @@ def stack(tmp_path_factory):
         yield stack
 
 
+def land_sample(stack, folder) -> None:
+    """A raw sample in alice's folder, as land_raw leaves it (for the tests that mark land_raw done)."""
+    sys.path.insert(0, str(REPO_ROOT / "notebooks"))
+    try:
+        import wisdm
+    finally:
+        sys.path.pop(0)
+    wisdm.generate_raw(str(folder), subjects=QUICK["sample_subjects"], seconds_per_activity=4)
+    s3 = aws_client(stack, "s3")
+    for path in folder.rglob("*.txt"):
+        key = f"users/alice/wisdm/raw/{path.relative_to(folder).as_posix()}"
+        s3.put_object(Bucket=stack.outputs["bucket"], Key=key, Body=path.read_bytes())
+
+
 @pytest.fixture(scope="module")
-def alice(stack):
-    """alice, with an account on the platform (a first server start makes it), her token, and the
-    pipeline's notebooks in her S3 folder, as she would put them there from JupyterLab."""
+def alice(stack, tmp_path_factory):
+    """alice, with an account on the platform (a first server start makes it), her token, the
+    pipeline's notebooks in her S3 folder, as she would put them there from JupyterLab, and a raw
+    sample landed there (each test passes alone: those that mark land_raw done read it)."""
     client = approved_user(stack, "alice")
     client.start("alice")
     client.wait_ready("alice", timeout=180)
@@ -77,6 +93,7 @@ def alice(stack):
     }
     for name, path in files.items():
         s3.put_object(Bucket=bucket, Key=FOLDER + name, Body=path.read_bytes())
+    land_sample(stack, tmp_path_factory.mktemp("raw"))
     return client, client.token("alice")
 
 
@@ -246,8 +263,13 @@ def test_the_pipeline_runs_each_task_as_a_job_of_its_owner_and_writes_only_to_he
 def test_a_quality_failure_fails_the_gate_and_the_model_never_runs(stack, alice, tmp_path_factory):
     client, token = alice
     models_before = len([j for j in jobs_of(client, token) if j["name"].startswith("wisdm.model ")])
-    # The sample has a few malformed, duplicated and out-of-range rows: none may be dropped here (the
-    # gate reads the quality report of the last ETL, the first test's).
+    # The ETL's quality report (the ETL itself marked done): a few rows dropped, when none may be.
+    report = {"quality": {"rows_in": 2000, "malformed": 2, "duplicates": 1, "out_of_range": 1}}
+    aws_client(stack, "s3").put_object(
+        Bucket=stack.outputs["bucket"],
+        Key="users/alice/wisdm/parquet/quality.json",
+        Body=json.dumps(report).encode(),
+    )
     output, state, states = dags_test(
         stack, token, tmp_path_factory.mktemp("gate"), {**QUICK, "max_dropped_share": 0}, "land_raw", "etl"
     )
@@ -285,7 +307,7 @@ def test_a_failing_job_fails_its_task_after_its_retries_with_the_jobs_error(stac
 
 def test_the_etl_runs_on_a_dask_cluster_of_its_owner_that_is_shut_down_after(stack, alice, tmp_path_factory):
     client, token = alice
-    # The ETL alone, on a cluster (the raw data is there from the first run; the model is not retrained).
+    # The ETL alone, on a cluster (the raw sample is landed; the model is not retrained).
     output, state, states = dags_test(
         stack,
         token,
