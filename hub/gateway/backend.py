@@ -244,7 +244,8 @@ class EC2Backend(DBBackendBase):
         return [p for p in self.sizes() if p.allowed_for(groups)]
 
     def options_for(self, user: Any) -> Options:
-        """The options a user may set on a new cluster: sizes of their groups, spot, idle timeout."""
+        """The options a user may set on a new cluster: sizes of their groups, spot, idle timeout, and
+        whether it runs unattended (on while its user's server is stopped: a pipeline's cluster)."""
         sizes = self.allowed_sizes(user.groups)
         if not sizes:
             raise PublicException("None of the sizes is open to your groups; ask an administrator.")
@@ -272,6 +273,12 @@ class EC2Backend(DBBackendBase):
                 min=self.idle_timeout_min,
                 max=limits["max_lifetime"],
                 label="Idle timeout (seconds without work before the cluster ends)",
+            ),
+            Bool(
+                "unattended",
+                default=False,
+                label="Unattended: keeps running while my server is stopped (its idle timeout and lifetime"
+                " still end it)",
             ),
             handler=self.configuration,
         )
@@ -312,6 +319,7 @@ class EC2Backend(DBBackendBase):
             "worker_memory": int(size.memory_gib * 2**30 * WORKER_MEMORY_SHARE),
             "scheduler_instance_type": self.scheduler_instance_type,
             "idle_timeout": float(options.idle_timeout),
+            "unattended": bool(options.unattended),
             # Workers only: the scheduler has an instance of its own.
             "cluster_max_workers": max_workers,
             "max_lifetime": float(limits["max_lifetime"]),
@@ -688,10 +696,12 @@ class EC2Backend(DBBackendBase):
         return stopped
 
     async def stop_serverless(self) -> list[str]:
+        """Stop the clusters of users with no server running, but for unattended ones (a pipeline's)."""
         stopped = []
-        for username in sorted({c.username for c in self.db.active_clusters()}):
+        attended = [c for c in self.db.active_clusters() if not c.config.get("unattended")]
+        for username in sorted({c.username for c in attended}):
             if not await self.has_server(username):
-                for cluster in self.db.list_clusters(username=username):
+                for cluster in [c for c in attended if c.username == username]:
                     self.log.info("Cluster %s: its user %s has no server running", cluster.name, username)
                     await self.stop_cluster(cluster.name)
                     stopped.append(cluster.name)

@@ -89,13 +89,15 @@ class Ec2hubDaskHook(Ec2hubHook):
     @asynccontextmanager
     async def cluster(self, *, workers: int = 2, options: dict[str, Any] | None = None) -> AsyncIterator[Any]:
         """A new cluster of `workers` workers with the gateway's `options` (worker_size, spot,
-        idle_timeout), shut down on the way out whatever happens, once its name is known.
+        idle_timeout; unattended unless the options say otherwise, since the owner's server need not
+        run), shut down on the way out whatever happens, once its name is known.
 
         Asynchronous: dask-gateway's blocking client closes itself a second time when collected, and
         that close fails (with a traceback in the task's log)."""
         async with self.gateway(asynchronous=True) as gateway:
-            name = await gateway.submit(**(options or {}))
-            self.log.info("Dask cluster %s submitted (%d workers, %s)", name, workers, options or "defaults")
+            options = {"unattended": True, **(options or {})}
+            name = await gateway.submit(**options)
+            self.log.info("Dask cluster %s submitted (%d workers, %s)", name, workers, options)
             try:
                 async with gateway.connect(name) as cluster:
                     await cluster.scale(workers)

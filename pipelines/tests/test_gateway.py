@@ -91,7 +91,8 @@ def test_the_callable_runs_on_a_worker_of_a_new_cluster_that_is_then_shut_down(g
     )
 
     assert task.execute({}) == {"kept": 988, "on_a_worker": True}
-    assert gateway.submitted == [{"worker_size": "medium", "idle_timeout": 600}] and gateway.scaled == [3]
+    submitted = {"unattended": True, "worker_size": "medium", "idle_timeout": 600}
+    assert gateway.submitted == [submitted] and gateway.scaled == [3]
     assert gateway.stopped == ["ec2hub.5f0c6b0e"] and gateway.closed
 
 

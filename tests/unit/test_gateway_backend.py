@@ -142,10 +142,13 @@ async def test_the_watch_ends_clusters_past_their_lifetime_or_of_users_without_a
     old = add_cluster(backend, "alice")
     backend.db.update_cluster(old, start_time=old.start_time - 3601 * 1000)
     bobs = add_cluster(backend, "bob")
+    pipelines = add_cluster(backend, "bob", unattended=True)  # a pipeline's: on without his server
     stopped = await backend.watch_once()
     assert sorted(stopped) == sorted([old.name, bobs.name])
-    assert young.target == JobStatus.RUNNING
+    assert young.target == pipelines.target == JobStatus.RUNNING
     assert old.target == bobs.target == JobStatus.STOPPED
+    backend.db.update_cluster(pipelines, start_time=pipelines.start_time - 3601 * 1000)
+    assert await backend.watch_once() == [pipelines.name], "its lifetime still ends it"
 
 
 async def test_the_watch_terminates_cluster_instances_of_no_live_cluster_and_only_this_hubs(account):
