@@ -92,6 +92,9 @@ class EC2ClusterConfig(ClusterConfig):
     max_lifetime = FloatTrait(
         DEFAULT_LIMITS["max_lifetime"], help="Seconds the cluster may live.", config=True
     )
+    unattended = BoolTrait(
+        False, help="Keeps running while its user's server is stopped (a pipeline's cluster).", config=True
+    )
 
 
 class EC2Backend(DBBackendBase):

@@ -134,6 +134,15 @@ async def test_a_cluster_needs_an_account_and_room_under_the_clusters_limit(acco
         await backend.start_cluster(User("service:airflow"), {})
 
 
+async def test_an_unattended_cluster_keeps_that_in_the_configuration_the_gateway_stores():
+    backend = backend_for()
+    request = {"worker_size": "small", "unattended": True}
+    _, config = await backend.process_cluster_options(ALICE, request)
+    assert config.to_dict()["unattended"] is True
+    _, default = await backend.process_cluster_options(ALICE, {})
+    assert default.to_dict()["unattended"] is False
+
+
 async def test_the_watch_ends_clusters_past_their_lifetime_or_of_users_without_a_server(account):
     backend = backend_for(account)
     backend.queue = WorkQueue()
